@@ -14,12 +14,12 @@ from ._bseries import exact_flow as exact_flow
 from ._bseries import exp as exp
 from ._bseries import inverse as inverse
 from ._bseries import log as log
+
+# --- derivation (counter terms) ---
+# --- numerics (methods, models, integration, comparison) ---
+from ._methods import iterates as iterates
 from ._trees import Tree as Tree
 from ._trees import trees_of_order as trees_of_order
 from ._trees import trees_up_to as trees_up_to
-
-# --- derivation (counter terms) ---
-
-# --- numerics (methods, models, integration, comparison) ---
 
 __version__ = "0.1.0"

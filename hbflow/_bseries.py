@@ -33,7 +33,7 @@ __all__ = ["Character", "compose", "inverse", "exp", "log", "exact_flow"]
 Coeff = Any
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def root_cuts(tree: Tree) -> tuple[tuple[tuple[Tree, ...], Tree, int], ...]:
     """Admissible cuts of `tree` that keep its root, as ``(P, R, multiplicity)``.
 
@@ -51,7 +51,9 @@ def root_cuts(tree: Tree) -> tuple[tuple[tuple[Tree, ...], Tree, int], ...]:
         forest = tuple(sorted(t for p, _ in choice for t in p))
         kept = Tree(r for _, r in choice if r is not None)
         counts[(forest, kept)] += 1
-    return tuple((p, r, m) for (p, r), m in sorted(counts.items(), key=lambda x: (x[0][1], x[0][0])))
+    return tuple(
+        (p, r, m) for (p, r), m in sorted(counts.items(), key=lambda x: (x[0][1], x[0][0]))
+    )
 
 
 class Character:
@@ -92,7 +94,9 @@ class Character:
     def map(self, fn: Callable[[Coeff], Coeff], one: Coeff | None = None) -> Character:
         """Apply `fn` to every coefficient (e.g. substitute a value of β)."""
         new_one = fn(self.one) if one is None else one
-        return Character({t: fn(c) for t, c in self.values.items()}, self.order, self.empty, new_one)
+        return Character(
+            {t: fn(c) for t, c in self.values.items()}, self.order, self.empty, new_one
+        )
 
     def __repr__(self) -> str:
         body = ", ".join(f"{t.bracket()}: {c}" for t, c in self.values.items())
@@ -208,7 +212,8 @@ def _flow(b: Character | None, m: Character | None, order: int, one: Coeff):
 
 
 def exp(b: Character) -> Character:
-    r"""The time-$\eta$ flow of the field $\sum_\tau \eta^{|\tau|-1} b(\tau)/\sigma(\tau)\,F(\tau)$."""
+    r"""The time-$\eta$ flow of the field
+    $\sum_\tau \eta^{|\tau|-1} b(\tau)/\sigma(\tau)\,F(\tau)$."""
     if b.empty != 0:
         raise ValueError("exp takes a vector field (empty = 0)")
     cs, _ = _flow(b, None, b.order, b.one)

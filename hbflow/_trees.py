@@ -104,15 +104,15 @@ class Tree:
             raise ValueError(f"level sequence {list(seq)} has more than one root")
         return tree
 
-
     @property
     def sigma(self) -> int:
-        r"""Symmetry factor $\sigma([\tau_1^{m_1}\cdots\tau_r^{m_r}]) = \prod m_i!\,\sigma(\tau_i)^{m_i}$."""
+        r"""Symmetry factor,
+        $\sigma([\tau_1^{m_1}\cdots\tau_r^{m_r}]) = \prod m_i!\,\sigma(\tau_i)^{m_i}$."""
         return _sigma(self)
 
     @property
     def factorial(self) -> int:
-        r"""Tree factorial $\tau! = |\tau| \prod \tau_i!$ (the exact flow has character $1/\tau!$)."""
+        r"""Tree factorial $\tau! = |\tau| \prod \tau_i!$; the exact flow has character $1/\tau!$."""
         return _factorial(self)
 
     def __repr__(self) -> str:
@@ -137,7 +137,7 @@ class Tree:
         return -1 if self.order % 2 else 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sigma(tree: Tree) -> int:
     out = 1
     for child, mult in Counter(tree.children).items():
@@ -145,7 +145,7 @@ def _sigma(tree: Tree) -> int:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _factorial(tree: Tree) -> int:
     out = tree.order
     for child in tree.children:
@@ -156,7 +156,7 @@ def _factorial(tree: Tree) -> int:
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _loss_notation(tree: Tree, latex: bool) -> str:
     grad = r"\nabla L" if latex else "∇L"
     if not tree.children:
@@ -180,7 +180,7 @@ def _loss_notation(tree: Tree, latex: bool) -> str:
     return f"∇{str(m).translate(_SUPERSCRIPT)}L[{args}]"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trees_of_order(n: int) -> tuple[Tree, ...]:
     """All rooted trees with `n` nodes, sorted by level sequence.
 

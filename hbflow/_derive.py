@@ -1,0 +1,275 @@
+r"""Counter terms of the heavy-ball flow: exact derivation (``../shared/MATH.md`` §3–§4).
+
+For the family $u_{k+1} = u_k + \beta(u_k - u_{k-1}) - \eta\nabla L(u_k + a(u_k - u_{k-1}))$
+(HB: $a=0$; NAG: $a=\beta$; GD: $\beta=0$) started from rest, the iterates are B-series
+$u_k = B(a_k, u_0)$ with
+
+$$e_k = (1+a)a_k - a\,a_{k-1},\qquad a_{k+1} = (1+\beta)a_k - \beta a_{k-1} + D(e_k),$$
+
+$a_{-1} = a_0 = $ identity.  The one-step map of piece $k$ has character
+$m_k = a_k^{-1}\cdot a_{k+1}$ and its modified field $b_k = \log m_k$ gives the heavy-ball flow
+
+$$\dot u = f_k(u) = \sum_\tau \eta^{|\tau|-1} \frac{b_k(\tau)}{\sigma(\tau)} F(\tau)(u),
+\qquad F(\bullet) = -\nabla L,\quad t\in[k\eta,(k+1)\eta].$$
+
+Two independent constructions are provided:
+
+- `coefficients_at`: run the recurrence for a given integer $k$ with coefficients in
+  $\mathbb{Q}(\beta)$ (or $\mathbb{Q}$ for a given rational β);
+- `derive`: solve the recurrences in closed form, as exponential polynomials
+  $\sum_{j,m} c_{j,m}(\beta)\,k^m\beta^{jk}$ in a symbolic $k$; the $j=0$ part is the steady state.
+
+All arithmetic is exact.
+"""
+
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+
+import sympy
+from sympy.polys.domains import QQ
+
+from ._bseries import Character, compose, inverse, log
+from ._exppoly import BETA, ExpPolyRing
+from ._trees import Tree, trees_up_to
+
+__all__ = ["METHODS", "coefficients_at", "closed_form_characters", "parse_beta", "check_order"]
+
+METHODS = ("hb", "nag", "gd")
+K = sympy.Symbol("k", integer=True, nonnegative=True)
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    return method
+
+
+def check_order(order) -> int:
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"order must be an integer >= 1, got {order!r}")
+    return order
+
+
+def parse_beta(beta) -> Fraction | None:
+    """Read β exactly: ``None`` stays symbolic; a float is read as the decimal it prints as.
+
+    ``0.9`` means $9/10$ (its ``repr``), not the binary double nearest to it; pass a
+    ``Fraction`` or a string such as ``"9/10"`` to be explicit.
+
+    **Raises:** `ValueError` unless $0 \\le \\beta < 1$.
+    """
+    if beta is None:
+        return None
+    try:
+        if isinstance(beta, float):
+            value = Fraction(repr(beta))
+        elif isinstance(beta, sympy.Rational):
+            value = Fraction(int(beta.p), int(beta.q))
+        else:
+            value = Fraction(str(beta).strip()) if isinstance(beta, str) else Fraction(beta)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+        raise ValueError(f"beta must be a number in [0, 1), got {beta!r}") from None
+    if not 0 <= value < 1:
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    return value
+
+
+def _lookahead(method: str, beta):
+    return beta if method == "nag" else beta * 0
+
+
+def _lincomb(terms, empty: int, one) -> Character:
+    order = min(c.order for _, c in terms)
+    values = {}
+    for tree in trees_up_to(order):
+        acc = one - one
+        for scale, char in terms:
+            acc = acc + scale * char[tree]
+        values[tree] = acc
+    return Character(values, order, empty, one)
+
+
+def _D(c: Character) -> Character:
+    r"""$D(c)(\bullet) = 1$, $D(c)([\tau_1,\dots,\tau_m]) = \prod_i c(\tau_i)$.
+
+    With $c(\emptyset) = 1$, $\eta\, g(B(c,u)) = B(D(c),u)$."""
+    one = c.one
+
+    def value(tree: Tree):
+        out = one
+        for child in tree.children:
+            out = out * c[child]
+        return out
+
+    return Character.from_function(value, c.order, 0, one)
+
+
+def _field_and_beta(method: str, beta: Fraction | None):
+    if method == "gd" or beta == 0:
+        return QQ, QQ.zero
+    if beta is None:
+        field = QQ.frac_field(BETA)
+        return field, field.convert(BETA)
+    return QQ, QQ(beta.numerator, beta.denominator)
+
+
+def _iterate_characters(order: int, method: str, beta: Fraction | None, k: int):
+    """The characters $a_k$ and $a_{k+1}$ by running the recurrence of MATH.md §3."""
+    field, b = _field_and_beta(method, beta)
+    one = field.one
+    a = _lookahead(method, b)
+    prev = cur = Character.identity(order, one)
+    for _ in range(k + 1):
+        e = _lincomb([((1 + a) * one, cur), (-a * one, prev)], 1, one)
+        nxt = _lincomb([((1 + b) * one, cur), (-b * one, prev), (one, _D(e))], 1, one)
+        prev, cur = cur, nxt
+    return prev, cur, field
+
+
+def coefficients_at(order: int, k: int, *, method: str = "hb", beta=None) -> dict[Tree, sympy.Expr]:
+    r"""$b_k(\tau)$ for one integer $k$, by running the recurrence (no closed form involved).
+
+    **Arguments:**
+
+    - `order`: keep the trees with $|\tau| \le$ `order`.
+    - `k`: the piece, an integer $\ge 0$.
+    - `method`: ``"hb"``, ``"nag"`` or ``"gd"``.
+    - `beta`: ``None`` for rational functions of the symbol ``beta``; or a rational value.
+
+    **Returns:** a dict from tree to an exact sympy expression.
+    """
+    check_order(order)
+    check_method(method)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be an integer >= 0, got {k!r}")
+    ak, ak1, field = _iterate_characters(order, method, parse_beta(beta), k)
+    b = log(compose(inverse(ak), ak1))
+    return {tree: sympy.factor(field.to_sympy(c)) for tree, c in b.items()}
+
+
+def closed_form_characters(order: int, method: str) -> tuple[dict[Tree, dict], ExpPolyRing]:
+    r"""$b_k$ in closed form: for each tree, ``{(j, m): c_{j,m}}`` with
+    $b_k(\tau) = \sum c_{j,m}(\beta)\,k^m \beta^{jk}$, $c_{j,m} \in \mathbb{Q}(\beta)$.
+
+    The recurrence for $a_k(\tau)$ is forced by $D(e_k)(\tau) = \prod_i e_k(\tau_i)$, which
+    involves only smaller trees, so the trees are solved in order of size.  Initial values are
+    fitted at $k = 0, 1$ (for NAG, the closed form of $a_{k-1}$ need not equal $a_{-1} = a_0$
+    at $k = 0$, so the forcing is only used for $k \ge 1$).
+    """
+    check_order(order)
+    check_method(method)
+    if method == "gd":
+        raise ValueError("gd has no k-dependence; use coefficients_at(order, 0, method='gd')")
+    E = ExpPolyRing()
+    a = _lookahead(method, E.beta)
+    ak: dict[Tree, object] = {}
+    ek: dict[Tree, object] = {}
+    for tree in trees_up_to(order):
+        forcing = E.one
+        for child in tree.children:
+            if child not in ek:
+                ek[child] = (1 + a) * ak[child] - a * E.shift(ak[child], -1) if a else ak[child]
+            forcing = forcing * ek[child]
+        # a_0(tree) = 0 and a_1(tree) = D(e_0)(tree) = [tree is a leaf], since e_0 = identity.
+        a1 = E.field.one if not tree.children else E.field.zero
+        ak[tree] = E.solve_recurrence(forcing, E.field.zero, a1)
+    chars_k = Character(ak, order, 1, E.one)
+    chars_k1 = chars_k.map(lambda p: E.shift(p, 1), one=E.one)
+    b = log(compose(inverse(chars_k), chars_k1))
+    return {tree: E.by_exponent(p) for tree, p in b.items()}, E
+
+
+@functools.cache
+def _cached_closed_form(order: int, method: str):
+    return closed_form_characters(order, method)
+
+
+# --- exact coefficients as plain data --------------------------------------------------------
+
+
+class RationalFunction:
+    r"""An exact rational function of β, $p(\beta)/q(\beta)$, with integer coefficients.
+
+    Stored as ascending coefficient tuples with $\gcd$ of all coefficients 1 and $q$'s leading
+    coefficient positive, so equal functions compare equal after `from_frac` cancels.
+    """
+
+    __slots__ = ("num", "den")
+
+    def __init__(self, num: tuple[int, ...], den: tuple[int, ...]):
+        if not den or not any(den):
+            raise ValueError("RationalFunction: zero denominator")
+        self.num = tuple(int(c) for c in num) or (0,)
+        self.den = tuple(int(c) for c in den)
+
+    @classmethod
+    def from_frac(cls, value) -> RationalFunction:
+        """From an element of ``QQ`` or ``QQ.frac_field(beta)`` (already in lowest terms)."""
+        if hasattr(value, "numer") and hasattr(value, "denom") and hasattr(value.numer, "terms"):
+            num = {
+                e[0]: Fraction(int(c.numerator), int(c.denominator)) for e, c in value.numer.terms()
+            }
+            den = {
+                e[0]: Fraction(int(c.numerator), int(c.denominator)) for e, c in value.denom.terms()
+            }
+        else:
+            num = {0: Fraction(int(value.numerator), int(value.denominator))}
+            den = {0: Fraction(1)}
+        scale = 1
+        for c in list(num.values()) + list(den.values()):
+            scale = scale * c.denominator // _gcd(scale, c.denominator)
+        nlist = [int(num.get(i, 0) * scale) for i in range(max(num) + 1)]
+        dlist = [int(den.get(i, 0) * scale) for i in range(max(den) + 1)]
+        g = 0
+        for c in nlist + dlist:
+            g = _gcd(g, c)
+        sign = -1 if dlist[-1] < 0 else 1
+        return cls(tuple(sign * c // g for c in nlist), tuple(sign * c // g for c in dlist))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RationalFunction) and (self.num, self.den) == (
+            other.num,
+            other.den,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.num, self.den))
+
+    def __repr__(self) -> str:
+        return f"RationalFunction({self.to_sympy()})"
+
+    def to_sympy(self, beta=BETA) -> sympy.Expr:
+        num = sum(c * beta**i for i, c in enumerate(self.num) if c)
+        den = sum(c * beta**i for i, c in enumerate(self.den) if c)
+        return sympy.factor(num / den) if isinstance(beta, sympy.Symbol) else num / den
+
+    def __call__(self, beta):
+        """Evaluate at `beta` (a ``Fraction`` gives an exact ``Fraction``; an mpf an mpf)."""
+        num = _horner(self.num, beta)
+        den = _horner(self.den, beta)
+        if den == 0:
+            raise ZeroDivisionError(f"coefficient has a pole at beta = {beta}")
+        return num / den
+
+    def to_json(self) -> list[list[str]]:
+        return [[str(c) for c in self.num], [str(c) for c in self.den]]
+
+    @classmethod
+    def from_json(cls, data) -> RationalFunction:
+        num, den = data
+        return cls(tuple(int(c) for c in num), tuple(int(c) for c in den))
+
+
+def _gcd(a: int, b: int) -> int:
+    import math
+
+    return math.gcd(a, b)
+
+
+def _horner(coeffs, x):
+    out = 0
+    for c in reversed(coeffs):
+        out = out * x + c
+    return out

@@ -1,0 +1,5 @@
+"""Test configuration: every numerical test runs in float64."""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
