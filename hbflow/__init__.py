@@ -17,7 +17,29 @@ from ._bseries import log as log
 
 # --- derivation (counter terms) ---
 # --- numerics (methods, models, integration, comparison) ---
+from ._compare import ModelErrors as ModelErrors
+from ._compare import OrderStudy as OrderStudy
+from ._compare import compare as compare
+from ._compare import fit_order as fit_order
+from ._differentials import elementary_differentials as elementary_differentials
+from ._integrate import ModelSolution as ModelSolution
+from ._integrate import solve_model as solve_model
 from ._methods import iterates as iterates
+from ._models import AbstractContinuousModel as AbstractContinuousModel
+from ._models import GradientFlow as GradientFlow
+from ._models import HeavyBallFlow as HeavyBallFlow
+from ._models import KovachkiStuartODE as KovachkiStuartODE
+from ._models import MomentumGradientFlow as MomentumGradientFlow
+from ._models import RescaledGradientFlow as RescaledGradientFlow
+from ._models import SteadyStateFlow as SteadyStateFlow
+from ._models import model_from_name as model_from_name
+from ._plot import plot_order_study as plot_order_study
+from ._problems import DEFAULT_PROBLEM as DEFAULT_PROBLEM
+from ._problems import Problem as Problem
+from ._problems import deep_linear_network as deep_linear_network
+from ._problems import diagonal_linear_network as diagonal_linear_network
+from ._problems import get_problem as get_problem
+from ._problems import problem_names as problem_names
 from ._trees import Tree as Tree
 from ._trees import trees_of_order as trees_of_order
 from ._trees import trees_up_to as trees_up_to

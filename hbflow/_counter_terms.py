@@ -120,7 +120,7 @@ class CounterTerms:
         return sympy.Rational(c(value).numerator, c(value).denominator)
 
     def at(self, k: int, beta=None) -> dict[Tree, sympy.Expr]:
-        r"""$b_k(\tau)$ at an integer $k \ge 0$: rational functions of β, or numbers if β is given."""
+        r"""$b_k(\tau)$ at an integer $k \ge 0$: rational in β, or a number if β is given."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"k must be an integer >= 0, got {k!r}")
         value = parse_beta(beta)

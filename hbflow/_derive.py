@@ -34,10 +34,17 @@ from ._bseries import Character, compose, inverse, log
 from ._exppoly import BETA, ExpPolyRing
 from ._trees import Tree, trees_up_to
 
-__all__ = ["METHODS", "coefficients_at", "closed_form_characters", "parse_beta", "check_order"]
+__all__ = [
+    "METHODS",
+    "coefficients_at",
+    "coefficients_up_to",
+    "closed_form_characters",
+    "parse_beta",
+    "check_order",
+]
 
 METHODS = ("hb", "nag", "gd")
-K = sympy.Symbol("k", integer=True, nonnegative=True)
+K = sympy.Symbol("k")
 
 
 def check_method(method: str) -> str:
@@ -115,17 +122,17 @@ def _field_and_beta(method: str, beta: Fraction | None):
     return QQ, QQ(beta.numerator, beta.denominator)
 
 
-def _iterate_characters(order: int, method: str, beta: Fraction | None, k: int):
-    """The characters $a_k$ and $a_{k+1}$ by running the recurrence of MATH.md §3."""
+def _iterate_characters(order: int, method: str, beta: Fraction | None, k_max: int):
+    """Yield $(k, a_k, a_{k+1})$ for $k = 0, \dots,$ `k_max` by running MATH.md §3."""
     field, b = _field_and_beta(method, beta)
     one = field.one
     a = _lookahead(method, b)
     prev = cur = Character.identity(order, one)
-    for _ in range(k + 1):
+    for k in range(k_max + 1):
         e = _lincomb([((1 + a) * one, cur), (-a * one, prev)], 1, one)
         nxt = _lincomb([((1 + b) * one, cur), (-b * one, prev), (one, _D(e))], 1, one)
+        yield k, cur, nxt
         prev, cur = cur, nxt
-    return prev, cur, field
 
 
 def coefficients_at(order: int, k: int, *, method: str = "hb", beta=None) -> dict[Tree, sympy.Expr]:
@@ -140,13 +147,26 @@ def coefficients_at(order: int, k: int, *, method: str = "hb", beta=None) -> dic
 
     **Returns:** a dict from tree to an exact sympy expression.
     """
-    check_order(order)
-    check_method(method)
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"k must be an integer >= 0, got {k!r}")
-    ak, ak1, field = _iterate_characters(order, method, parse_beta(beta), k)
-    b = log(compose(inverse(ak), ak1))
-    return {tree: sympy.factor(field.to_sympy(c)) for tree, c in b.items()}
+    return coefficients_up_to(order, k, method=method, beta=beta)[k]
+
+
+def coefficients_up_to(
+    order: int, k_max: int, *, method: str = "hb", beta=None
+) -> list[dict[Tree, sympy.Expr]]:
+    r"""$[b_0, \dots, b_{k_{\max}}]$ by one run of the recurrence; see `coefficients_at`."""
+    check_order(order)
+    check_method(method)
+    if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 0:
+        raise ValueError(f"k must be an integer >= 0, got {k_max!r}")
+    value = parse_beta(beta)
+    field = _field_and_beta(method, value)[0]
+    out = []
+    for _, ak, ak1 in _iterate_characters(order, method, value, k_max):
+        b = log(compose(inverse(ak), ak1))
+        out.append({tree: sympy.factor(field.to_sympy(c)) for tree, c in b.items()})
+    return out
 
 
 def closed_form_characters(order: int, method: str) -> tuple[dict[Tree, dict], ExpPolyRing]:

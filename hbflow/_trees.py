@@ -112,7 +112,7 @@ class Tree:
 
     @property
     def factorial(self) -> int:
-        r"""Tree factorial $\tau! = |\tau| \prod \tau_i!$; the exact flow has character $1/\tau!$."""
+        r"""Tree factorial $\tau! = |\tau| \prod \tau_i!$; exact flow: $e(\tau) = 1/\tau!$."""
         return _factorial(self)
 
     def __repr__(self) -> str:

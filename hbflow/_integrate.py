@@ -1,0 +1,240 @@
+r"""Piecewise integration of a continuous model with diffrax, in float64.
+
+The model is solved piece by piece, one `diffrax.diffeqsolve` per piece $[k\eta, (k+1)\eta]$
+inside a `jax.lax.scan`, and its position is returned at every grid time $t_k = k\eta$.  The
+field may change at every grid time (the heavy-ball flow's does); the state is continuous.
+
+Compilation: one compiled function per (model structure, loss, shape of $u_0$, solver,
+`max_steps`, number of scanned pieces).  $\eta$, $\beta$, the coefficient table, the number of
+pieces actually solved and the tolerances are traced.  A sweep over $\eta$ at a fixed horizon has
+a different number of pieces $K = T/\eta$ for each $\eta$; pass ``max_pieces`` (the largest $K$
+of the sweep) and every $\eta$ reuses one compiled function: pieces beyond $K$ are skipped by a
+`jax.lax.cond`, so they cost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, PyTree
+
+from ._differentials import gradient_field
+from ._models import AbstractContinuousModel, check_beta, check_method
+
+__all__ = ["solve_model", "ModelSolution", "DEFAULT_RTOL", "DEFAULT_ATOL"]
+
+DEFAULT_RTOL = 1e-12
+DEFAULT_ATOL = 1e-12
+
+# Codes for the per-piece solver outcome (kept as small ints so they can be scanned).
+_OK, _MAX_STEPS, _DT_MIN, _OTHER = 0, 1, 2, 3
+_MESSAGES = {
+    _MAX_STEPS: "the maximum number of solver steps was reached (raise max_steps)",
+    _DT_MIN: "the minimum step size was reached (the field may be stiff or blow up)",
+    _OTHER: "the solver failed",
+}
+
+
+class ModelSolution(NamedTuple):
+    """The positions of a model at the grid times.
+
+    - `us`: pytree like $u_0$ with a leading axis of length $K+1$: $u(t_0), \\dots, u(t_K)$.
+    - `ts`: the grid times $k\\eta$, shape $(K+1,)$.
+    - `num_steps`: accepted solver steps on each piece, shape $(K,)$.
+    - `seconds`: wall time of the call (including any compilation).
+    """
+
+    us: PyTree
+    ts: np.ndarray
+    num_steps: np.ndarray
+    seconds: float
+
+
+def _result_code(result) -> Array:
+    return jnp.where(
+        result == diffrax.RESULTS.successful,
+        _OK,
+        jnp.where(
+            result == diffrax.RESULTS.max_steps_reached,
+            _MAX_STEPS,
+            jnp.where(result == diffrax.RESULTS.dt_min_reached, _DT_MIN, _OTHER),
+        ),
+    )
+
+
+@eqx.filter_jit
+def _solve_pieces(
+    model: AbstractContinuousModel,
+    loss: Callable,
+    solver: diffrax.AbstractSolver,
+    max_steps: int,
+    u0: PyTree,
+    eta: Float[Array, ""],
+    beta: Float[Array, ""],
+    table: Float[Array, "kmax m"],
+    num_pieces: Array,
+    rtol: Float[Array, ""],
+    atol: Float[Array, ""],
+):
+    g, x0, _ = gradient_field(loss, u0)
+    term = diffrax.ODETerm(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    y0 = model.initial_state(g, x0)
+
+    def piece(y, inputs):
+        k, row = inputs
+
+        def solve(y):
+            sol = diffrax.diffeqsolve(
+                term,
+                solver,
+                k * eta,
+                (k + 1) * eta,
+                None,
+                y,
+                args=row,
+                saveat=diffrax.SaveAt(t1=True),
+                stepsize_controller=controller,
+                max_steps=max_steps,
+                throw=False,
+            )
+            y1 = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
+            return y1, _result_code(sol.result), sol.stats["num_accepted_steps"]
+
+        def skip(y):
+            return y, jnp.array(_OK), jnp.array(0, dtype=jnp.int64)
+
+        y1, code, steps = jax.lax.cond(k < num_pieces, solve, skip, y)
+        return y1, (model.position(y1), code.astype(jnp.int32), steps.astype(jnp.int64))
+
+    ks = jnp.arange(table.shape[0], dtype=eta.dtype)
+    _, (xs, codes, steps) = jax.lax.scan(piece, y0, (ks, table))
+    xs = jnp.concatenate([x0[None], xs])
+    return xs, codes, steps
+
+
+def solve_model(
+    model: AbstractContinuousModel,
+    loss: Callable[[PyTree], Array],
+    u0: PyTree,
+    *,
+    method: str,
+    beta: float,
+    eta: float,
+    num_pieces: int,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    solver: diffrax.AbstractSolver | None = None,
+    max_steps: int = 4096,
+    max_pieces: int | None = None,
+    table: np.ndarray | None = None,
+) -> ModelSolution:
+    r"""Solve `model` from $u(0) = u_0$ on $[0, K\eta]$ and return $u$ at every $t_k = k\eta$.
+
+    **Arguments:**
+
+    - `model`: the continuous model.
+    - `loss`: a JAX scalar loss of a pytree shaped like `u0`.  Pass the same Python object on
+      every call to reuse the compiled solver.
+    - `u0`: the start (an array or a pytree of arrays).
+    - `method`, `beta`: the discrete method the model describes (``"hb"``, ``"nag"``, ``"gd"``)
+      and its momentum, $0 \le \beta < 1$ (0 for ``"gd"``).
+    - `eta`: the step size $\eta > 0$.
+    - `num_pieces`: $K \ge 1$, the number of pieces (steps of the iterates).
+    - `rtol`, `atol`: tolerances of the adaptive step-size controller (default $10^{-12}$).
+    - `solver`: a diffrax solver (default `diffrax.Tsit5()`).
+    - `max_steps`: maximum number of solver steps on one piece.
+    - `max_pieces`: scan this many pieces (masking those beyond `num_pieces`) so that calls with
+      different `num_pieces` share one compilation; default `num_pieces`.
+    - `table`: the model's coefficient table, if already computed
+      (`model.coefficients(method, beta, num_pieces)`).
+
+    **Returns:** a `ModelSolution`.
+
+    **Raises:** `ValueError` for out-of-range arguments; `RuntimeError` naming the model and the
+    piece if the solver fails.
+    """
+    method = check_method(method)
+    beta = check_beta(beta, method)
+    eta = _check_positive(eta, "eta")
+    num_pieces = _check_count(num_pieces, "num_pieces")
+    max_pieces = num_pieces if max_pieces is None else _check_count(max_pieces, "max_pieces")
+    if max_pieces < num_pieces:
+        raise ValueError(f"max_pieces ({max_pieces}) must be >= num_pieces ({num_pieces})")
+    rtol = _check_positive(rtol, "rtol")
+    atol = _check_positive(atol, "atol")
+    if table is None:
+        table = model.coefficients(method, beta, num_pieces)
+    table = np.asarray(table, dtype=np.float64)
+    if table.ndim != 2 or table.shape[0] != num_pieces:
+        raise ValueError(
+            f"table must have shape (num_pieces, m) = ({num_pieces}, m), got {table.shape}"
+        )
+    padded = np.zeros((max_pieces, table.shape[1]), dtype=np.float64)
+    padded[:num_pieces] = table
+    if num_pieces < max_pieces and table.shape[0]:
+        padded[num_pieces:] = table[-1]  # harmless values for the skipped pieces
+    solver = diffrax.Tsit5() if solver is None else solver
+
+    start = time.perf_counter()
+    xs, codes, steps = _solve_pieces(
+        model,
+        loss,
+        solver,
+        int(max_steps),
+        u0,
+        jnp.asarray(eta, dtype=jnp.float64),
+        jnp.asarray(beta, dtype=jnp.float64),
+        jnp.asarray(padded),
+        jnp.asarray(num_pieces),
+        jnp.asarray(rtol, dtype=jnp.float64),
+        jnp.asarray(atol, dtype=jnp.float64),
+    )
+    xs = np.asarray(xs)[: num_pieces + 1]
+    codes = np.asarray(codes)[:num_pieces]
+    steps = np.asarray(steps)[:num_pieces]
+    seconds = time.perf_counter() - start
+
+    failed = np.flatnonzero(codes != _OK)
+    if failed.size:
+        k = int(failed[0])
+        raise RuntimeError(
+            f"model {model.name}: the solve failed on piece k={k} "
+            f"(t in [{k * eta:.6g}, {(k + 1) * eta:.6g}]): {_MESSAGES[int(codes[k])]}"
+        )
+    bad = ~np.all(np.isfinite(xs), axis=1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise RuntimeError(
+            f"model {model.name}: the solution is not finite at t_{k} = {k * eta:.6g} "
+            f"(end of piece k={k - 1}); the flow may blow up for eta={eta:g}, beta={beta:g}"
+        )
+    _, unravel = ravel_pytree(u0)
+    us = jax.vmap(unravel)(jnp.asarray(xs))
+    ts = np.arange(num_pieces + 1) * eta
+    return ModelSolution(us=us, ts=ts, num_steps=steps, seconds=seconds)
+
+
+def _check_positive(x, name: str) -> float:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number > 0, got {x!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
+    return value
+
+
+def _check_count(n, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+    return int(n)

@@ -1,0 +1,405 @@
+r"""Continuous-time models of the discrete iterates (``../shared/MATH.md`` §4–§5).
+
+Every model is an `AbstractContinuousModel`: an ODE in the time $t$ of the iterates,
+$t_k = k\eta$, integrated piece by piece over $[k\eta, (k+1)\eta]$.  A model states
+
+- `order(method, beta)`: its expected global order in $\eta$ against the iterates *from rest*
+  on a fixed horizon, which the tests read;
+- `coefficients(method, beta, num_pieces)`: the plain float64 data it needs on each piece
+  (a table with one row per piece), computed once on the host and passed traced to the solver,
+  so that a sweep over $\eta$ or $\beta$ does not recompile;
+- `initial_state`, `vector_field`, `position`: the ODE itself, on flat vectors; $g = -\nabla L$
+  is passed in as a function.
+
+Every concrete model is final.  Names used on the command line are given by `model_from_name`:
+``gf``, ``rgf``, ``ks2``, ``mgf``, ``steadyN``, ``hbfN`` ($N \ge 1$).
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import re
+from collections.abc import Callable
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PyTree
+
+from ._differentials import combine_differentials
+from ._trees import Tree, trees_up_to
+
+__all__ = [
+    "AbstractContinuousModel",
+    "GradientFlow",
+    "RescaledGradientFlow",
+    "KovachkiStuartODE",
+    "MomentumGradientFlow",
+    "SteadyStateFlow",
+    "HeavyBallFlow",
+    "model_from_name",
+    "MODEL_NAMES",
+]
+
+METHODS = ("hb", "nag", "gd")
+
+
+def check_method(method: str) -> str:
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    return method
+
+
+def check_beta(beta, method: str | None = None) -> float:
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise ValueError(f"beta must be a number in [0, 1), got {beta!r}") from None
+    if not (0.0 <= value < 1.0):
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    if method == "gd" and value != 0.0:
+        raise ValueError(
+            f"method 'gd' is the case beta = 0, got beta={value!r}; use 'hb' or 'nag' for momentum"
+        )
+    return value
+
+
+def _check_alpha(alpha) -> None:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, np.integer)) or alpha < 1:
+        raise ValueError(f"order alpha must be an integer >= 1, got {alpha!r}")
+
+
+def _empty_table(num_pieces: int) -> np.ndarray:
+    return np.zeros((num_pieces, 0), dtype=np.float64)
+
+
+class AbstractContinuousModel(eqx.Module):
+    r"""A continuous-time model $\dot y = f_k(y)$ on $t \in [k\eta, (k+1)\eta]$ of the iterates.
+
+    The state $y$ is the position $u$ (first-order models) or $(u, \dot u)$ (second-order models),
+    always on flat vectors; $u(t_k)$ is compared with the iterate $u_k$.
+    """
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The model's name on the command line (``hbf3``, ``rgf``, …)."""
+
+    @abc.abstractmethod
+    def order(self, method: str, beta: float) -> int:
+        r"""Expected global order $p$: $\max_{k\le T/\eta}\|u(t_k) - u_k\| = O(\eta^p)$ against
+        the iterates from rest of `method` with momentum `beta`, on a fixed horizon."""
+
+    def coefficients(self, method: str, beta: float, num_pieces: int) -> np.ndarray:
+        """Float64 table of shape ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$.
+        """
+        return _empty_table(num_pieces)
+
+    def initial_state(self, g: Callable, u0: Float[Array, " d"]) -> PyTree:
+        """The state at $t = 0$ for the iterates' start $u_0$ (from rest)."""
+        return u0
+
+    @abc.abstractmethod
+    def vector_field(
+        self, g: Callable, t, y: PyTree, eta, beta, row: Float[Array, " m"]
+    ) -> PyTree:
+        r"""$f_k(y)$ with `row` the `k`-th row of `coefficients`; `eta`, `beta` traced scalars."""
+
+    def position(self, y: PyTree) -> Float[Array, " d"]:
+        """The position $u$ in the state $y$."""
+        return y
+
+
+class GradientFlow(AbstractContinuousModel):
+    r"""Gradient flow $\dot u = -\nabla L(u)$.
+
+    The $\beta = 0$, order-1 model: gradient descent is its explicit Euler method, so its global
+    error against gradient-descent iterates is $O(\eta)$.  Against momentum iterates it is not
+    consistent (it runs at the wrong speed, $1$ instead of $1/(1-\beta)$): order 0.
+    """
+
+    name: ClassVar[str] = "gf"
+
+    def order(self, method: str, beta: float) -> int:
+        return 1 if beta == 0 else 0
+
+    def vector_field(self, g, t, y, eta, beta, row):
+        return g(y)
+
+
+class RescaledGradientFlow(AbstractContinuousModel):
+    r"""Rescaled gradient flow $\dot u = -\nabla L(u)/(1-\beta)$.
+
+    The first result of Kovachki & Stuart (2021): heavy ball (and Nesterov) iterates follow it
+    with $O(\eta)$ global error.  It is memoryless, so started at $u_0$ it misses the transient of
+    the iterates from rest; its order stays 1.
+
+    ```bibtex
+    @article{kovachki2021continuous,
+      author  = {Kovachki, Nikola B. and Stuart, Andrew M.},
+      title   = {Continuous Time Analysis of Momentum Methods},
+      journal = {Journal of Machine Learning Research},
+      volume  = {22}, number = {17}, pages = {1--40}, year = {2021}
+    }
+    ```
+    """
+
+    name: ClassVar[str] = "rgf"
+
+    def order(self, method: str, beta: float) -> int:
+        return 1
+
+    def vector_field(self, g, t, y, eta, beta, row):
+        return g(y) / (1 - beta)
+
+
+def _kovachki_stuart_mass(method: str, beta: float) -> float:
+    if method == "nag":
+        return (1 - beta + 2 * beta**2) / 2
+    return (1 + beta) / 2  # hb; gd is beta = 0 for both formulas
+
+
+class _AbstractSecondOrder(AbstractContinuousModel):
+    r"""$\eta\,\mu\,\ddot u + (1-\beta)\dot u + \nabla L(u) = 0$ from rest, with the mass factor
+    $\mu$ in the coefficient table; state $(u, \dot u)$."""
+
+    def initial_state(self, g, u0):
+        return (u0, jnp.zeros_like(u0))
+
+    def vector_field(self, g, t, y, eta, beta, row):
+        u, v = y
+        return (v, (g(u) - (1 - beta) * v) / (eta * row[0]))
+
+    def position(self, y):
+        return y[0]
+
+    def order(self, method: str, beta: float) -> int:
+        return 1
+
+
+class KovachkiStuartODE(_AbstractSecondOrder):
+    r"""The second-order ODE of Kovachki & Stuart (2021), in the time $t = k\eta$:
+
+    $$\eta\,\alpha_m\,\ddot u + (1-\beta)\,\dot u + \nabla L(u) = 0,\qquad
+    \alpha_m = \tfrac{1+\beta}{2}\ (\text{HB}),\quad \tfrac{1-\beta+2\beta^2}{2}\ (\text{NAG}).$$
+
+    Initial velocity $\dot u(0) = 0$.  The iterates start from rest ($u_{-1} = u_0$), and the ODE's
+    fast mode, $e^{-(1-\beta)t/(\eta\alpha_m)}$, is its image of the discrete transient
+    $\beta^k$: starting the ODE at rest lets it carry (approximately) the same transient.  Starting
+    it on its slow manifold, $\dot u(0) = -\nabla L(u_0)/(1-\beta)$, would drop the transient and
+    make an $O(\eta)$ error with a large constant.  Since the two decay rates per step,
+    $e^{-(1-\beta)/\alpha_m}$ and $\beta$, differ, the transient is only imitated and the global
+    order against iterates from rest is 1; the slow manifold of the ODE is correct to $O(\eta)$
+    (it reproduces the first counter term of the steady-state flow, which a different mass would
+    not), so the $O(\eta)$ constant is small, of the order of the rate mismatch times the
+    transient.  For $\beta = 0$ it is the second-order modified equation of gradient descent, with
+    order 1 as well (its next term is missing).
+
+    ```bibtex
+    @article{kovachki2021continuous,
+      author  = {Kovachki, Nikola B. and Stuart, Andrew M.},
+      title   = {Continuous Time Analysis of Momentum Methods},
+      journal = {Journal of Machine Learning Research},
+      volume  = {22}, number = {17}, pages = {1--40}, year = {2021}
+    }
+    ```
+    """
+
+    name: ClassVar[str] = "ks2"
+
+    def coefficients(self, method, beta, num_pieces):
+        return np.full((num_pieces, 1), _kovachki_stuart_mass(method, beta), dtype=np.float64)
+
+
+class MomentumGradientFlow(_AbstractSecondOrder):
+    r"""Momentum gradient flow in the scaling of Papazov, Pesme & Flammarion (2024):
+
+    $$\lambda\,x''(s) + x'(s) + \nabla L(x(s)) = 0,\qquad s = \frac{k\eta}{1-\beta},\quad
+    \lambda = \frac{\eta}{(1-\beta)^2},$$
+
+    which depends on $\eta$ and $\beta$ through $\lambda$ alone.  In the iterates' time
+    $t = k\eta = (1-\beta)s$ it reads $\eta\,\ddot u + (1-\beta)\,\dot u + \nabla L(u) = 0$,
+    which is integrated here.  The Kovachki–Stuart ODE in the time $s$ is
+    $\lambda\,\alpha_m\,x'' + x' + \nabla L = 0$: the same equation with mass $\lambda\alpha_m$,
+    $\alpha_m = (1+\beta)/2$ for HB, instead of $\lambda$.  The two agree as $\beta \to 1$; for
+    $\beta < 1$ the mass $\lambda$ misplaces the slow manifold at $O(\eta)$ (the steady-state
+    first counter term needs $\lambda(1+\beta)/2$), so this model also has order 1 against the
+    iterates from rest, with a larger constant than `KovachkiStuartODE`.  Initial velocity 0
+    (from rest), as in the paper.
+
+    ```bibtex
+    @inproceedings{papazov2024leveraging,
+      author    = {Papazov, Hristo and Pesme, Scott and Flammarion, Nicolas},
+      title     = {Leveraging Continuous Time to Understand Momentum When Training Diagonal
+                   Linear Networks},
+      booktitle = {AISTATS}, year = {2024}
+    }
+    ```
+    """
+
+    name: ClassVar[str] = "mgf"
+
+    def coefficients(self, method, beta, num_pieces):
+        return np.ones((num_pieces, 1), dtype=np.float64)
+
+
+class _AbstractBSeriesFlow(AbstractContinuousModel):
+    r"""$f(u) = \sum_{|\tau|\le\alpha} \eta^{|\tau|-1}\, c(\tau)/\sigma(\tau)\, F(\tau)(u)$ with the
+    characters $c$ in the rows of the coefficient table."""
+
+    alpha: eqx.AbstractVar[int]
+
+    @property
+    def trees(self) -> tuple[Tree, ...]:
+        return trees_up_to(int(self.alpha))
+
+    def vector_field(self, g, t, y, eta, beta, row):
+        trees = self.trees
+        powers = np.array([t.order - 1 for t in trees], dtype=np.float64)
+        sigmas = np.array([t.sigma for t in trees], dtype=np.float64)
+        weights = eta**powers * row / sigmas
+        return combine_differentials(g, trees, weights, y)
+
+
+@functools.cache
+def counter_terms(alpha: int, method: str):
+    """The derived counter terms of order `alpha` for `method` (derived once, then reused)."""
+    from ._counter_terms import counter_terms as derived
+
+    ct = derived(alpha, method=method)
+    expected = trees_up_to(alpha)
+    if tuple(ct.trees) != expected:
+        raise ValueError(
+            f"counter terms of order {alpha} are indexed by {len(ct.trees)} trees, "
+            f"expected all {len(expected)} trees of order <= {alpha} in canonical order"
+        )
+    return ct
+
+
+def _check_table(table: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+    table = np.asarray(table, dtype=np.float64)
+    if table.shape != shape:
+        raise ValueError(f"{what}: expected a table of shape {shape}, got {table.shape}")
+    if not np.all(np.isfinite(table)):
+        raise ValueError(f"{what}: the coefficient table has non-finite entries")
+    return table
+
+
+class SteadyStateFlow(_AbstractBSeriesFlow):
+    r"""The steady-state (memoryless) modified flow of order $\alpha$,
+
+    $$\dot u = \sum_{|\tau|\le\alpha}
+        \eta^{|\tau|-1}\frac{b_\infty(\tau)}{\sigma(\tau)}F(\tau)(u),$$
+
+    with $b_\infty = \lim_{k\to\infty} b_k$ the modified field of the method on its attractive
+    invariant manifold.  At first order, $\dot u = -\nabla\tilde L/(1-\beta)$ with
+    $\tilde L = L + \eta(1+\beta)/(4(1-\beta)^2)\|\nabla L\|^2$ (Ghosh et al. 2023; Cattaneo &
+    Shigida 2025 give the low orders).  Started at $u_0$ it misses the transient of the iterates
+    from rest, so its global order against them is 1 whatever $\alpha$ (MATH.md §4); for gradient
+    descent ($\beta = 0$) there is no transient and the order is $\alpha$.
+
+    ```bibtex
+    @inproceedings{ghosh2023implicit,
+      author    = {Ghosh, Avrajit and Lyu, He and Zhang, Xitong and Wang, Rongrong},
+      title     = {Implicit Regularization in Heavy-ball Momentum Accelerated Stochastic
+                   Gradient Descent},
+      booktitle = {ICLR}, year = {2023}
+    }
+    ```
+    """
+
+    alpha: int
+
+    def __check_init__(self):
+        _check_alpha(self.alpha)
+
+    @property
+    def name(self) -> str:
+        return f"steady{self.alpha}"
+
+    def order(self, method: str, beta: float) -> int:
+        return int(self.alpha) if beta == 0 else 1
+
+    def coefficients(self, method, beta, num_pieces):
+        method = check_method(method)
+        beta = check_beta(beta, method)
+        values = counter_terms(int(self.alpha), method).steady_state_values(beta)
+        values = _check_table(values, (len(self.trees),), f"{self.name} steady-state values")
+        return np.broadcast_to(values, (num_pieces, len(values))).copy()
+
+
+class HeavyBallFlow(_AbstractBSeriesFlow):
+    r"""The heavy-ball flow (HBF) of order $\alpha$: on $t \in [k\eta, (k+1)\eta]$,
+
+    $$\dot u = f_k(u) = \sum_{|\tau|\le\alpha}
+        \eta^{|\tau|-1}\frac{b_k(\tau)}{\sigma(\tau)}F(\tau)(u),$$
+
+    with $b_k = \log(a_k^{-1}\cdot a_{k+1})$ the modified field of the $k$-th one-step map of the
+    iterates from rest (MATH.md §3–§4), evaluated at the actual $\beta$ and $k$ on each piece.
+    The field changes at every grid time; $u$ is continuous.  Global order $\alpha$ against the
+    iterates from rest on a fixed horizon, for $\eta$ small against $(1-\beta)^2/\|\nabla^2L\|$.
+    The same construction serves Nesterov's method and gradient descent (for which $b_k$ is the
+    modified equation of explicit Euler, Miyagawa 2022).
+
+    ```bibtex
+    @inproceedings{lyu2025heavyball,
+      author    = {Lyu, Bochen and others},
+      title     = {Heavy-Ball Momentum Method in Continuous Time and Discretization Error
+                   Analysis},
+      booktitle = {NeurIPS}, year = {2025}, note = {arXiv:2506.14806}
+    }
+    @inproceedings{miyagawa2022toward,
+      author    = {Miyagawa, Taiki},
+      title     = {Toward Equation of Motion for Deep Neural Networks: Continuous-time Gradient
+                   Descent and Discretization Error Analysis},
+      booktitle = {NeurIPS}, year = {2022}
+    }
+    ```
+    """
+
+    alpha: int
+
+    def __check_init__(self):
+        _check_alpha(self.alpha)
+
+    @property
+    def name(self) -> str:
+        return f"hbf{self.alpha}"
+
+    def order(self, method: str, beta: float) -> int:
+        return int(self.alpha)
+
+    def coefficients(self, method, beta, num_pieces):
+        method = check_method(method)
+        beta = check_beta(beta, method)
+        table = counter_terms(int(self.alpha), method).coefficient_table(beta, int(num_pieces))
+        return _check_table(table, (int(num_pieces), len(self.trees)), f"{self.name} b_k table")
+
+
+_FIXED = {
+    "gf": GradientFlow,
+    "rgf": RescaledGradientFlow,
+    "ks2": KovachkiStuartODE,
+    "mgf": MomentumGradientFlow,
+}
+MODEL_NAMES = ("hbfN", "steadyN", *_FIXED)
+
+
+def model_from_name(name: str) -> AbstractContinuousModel:
+    """The model called `name`: ``gf``, ``rgf``, ``ks2``, ``mgf``, ``hbfN``, ``steadyN`` ($N\\ge1$).
+
+    **Raises:** `ValueError` listing the valid names if `name` is unknown.
+    """
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key in _FIXED:
+        return _FIXED[key]()
+    match = re.fullmatch(r"(hbf|steady)(\d+)", key) if isinstance(key, str) else None
+    if match and int(match.group(2)) >= 1:
+        cls = HeavyBallFlow if match.group(1) == "hbf" else SteadyStateFlow
+        return cls(int(match.group(2)))
+    raise ValueError(
+        f"unknown model {name!r}; valid models are hbfN and steadyN (N >= 1, e.g. hbf2, "
+        f"steady3), {', '.join(_FIXED)}"
+    )
