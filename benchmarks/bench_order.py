@@ -71,17 +71,22 @@ def default_study() -> None:
 
     p = get_problem(DEFAULT_PROBLEM)
     start = time.perf_counter()
-    study = compare(p.loss, p.x0, method="hb", beta=0.5, etas=[0.04, 0.02, 0.01], horizon=2.0,
-                    models=HBF)
+    study = compare(
+        p.loss, p.x0, method="hb", beta=0.5, etas=[0.04, 0.02, 0.01], horizon=2.0, models=HBF
+    )
     total = time.perf_counter() - start
     compile_s = sum(m.compile_seconds for m in study.models.values())
     run_s = sum(m.run_seconds for m in study.models.values())
-    print(f"   in-process compare(): {total:.2f} s = compile {compile_s:.2f} s + solves "
-          f"{run_s:.3f} s (incl. the 100x tighter re-solves) + iterates "
-          f"{study.iterates_seconds:.2f} s (with compilation) + rest")
+    print(
+        f"   in-process compare(): {total:.2f} s = compile {compile_s:.2f} s + solves "
+        f"{run_s:.3f} s (incl. the 100x tighter re-solves) + iterates "
+        f"{study.iterates_seconds:.2f} s (with compilation) + rest"
+    )
     for name, m in study.models.items():
-        print(f"     {name}: compile {m.compile_seconds:.2f} s, run {m.run_seconds * 1e3:.1f} ms, "
-              f"slope {m.slope:.2f}")
+        print(
+            f"     {name}: compile {m.compile_seconds:.2f} s, run {m.run_seconds * 1e3:.1f} ms, "
+            f"slope {m.slope:.2f}"
+        )
     print()
 
 
@@ -91,14 +96,15 @@ def _root() -> str:
 
 def _import_time() -> float:
     code = "import time; t = time.perf_counter(); import hbflow; print(time.perf_counter() - t)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=_root())
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=_root())
     return float(out.stdout.strip())
 
 
 def field_costs(dims) -> None:
-    print("2. one HBF field evaluation / one gradient evaluation (jitted, median, compile "
-          "excluded), diagonal linear network n=40")
+    print(
+        "2. one HBF field evaluation / one gradient evaluation (jitted, median, compile "
+        "excluded), diagonal linear network n=40"
+    )
     header = "   d       grad (us) " + " ".join(f"  alpha={a} (ratio)" for a in range(1, 6))
     print(header)
     for d in dims:
@@ -125,20 +131,30 @@ def field_costs(dims) -> None:
 def dimension_scaling(dims) -> None:
     # |H| grows like d/n at this start, so the step sizes (and the horizon, to keep K = 10, 20,
     # 40 pieces) are scaled by 100/d to keep lambda*|H| comparable across d.
-    print("3. order study on the diagonal linear network, hb beta=0.5, HBF 1..4, etas "
-          "(0.04,0.02,0.01)*100/d, T=0.4*100/d (K = 10, 20, 40)")
+    print(
+        "3. order study on the diagonal linear network, hb beta=0.5, HBF 1..4, etas "
+        "(0.04,0.02,0.01)*100/d, T=0.4*100/d (K = 10, 20, 40)"
+    )
     print("   d       compile (s)  run (s)  iterates (s)  max lambda|H|  slopes hbf1..4")
     for d in dims:
         p = diagonal_linear_network(d=d)
         scale = 100 / d
-        study = compare(p.loss, p.x0, method="hb", beta=0.5,
-                        etas=[0.04 * scale, 0.02 * scale, 0.01 * scale], horizon=0.4 * scale,
-                        models=HBF)
+        study = compare(
+            p.loss,
+            p.x0,
+            method="hb",
+            beta=0.5,
+            etas=[0.04 * scale, 0.02 * scale, 0.01 * scale],
+            horizon=0.4 * scale,
+            models=HBF,
+        )
         compile_s = sum(m.compile_seconds for m in study.models.values())
         run_s = sum(m.run_seconds for m in study.models.values())
         slopes = " ".join(f"{m.slope:.2f}" for m in study.models.values())
-        print(f"   {d:<7d} {compile_s:11.2f} {run_s:8.3f} {study.iterates_seconds:13.2f} "
-              f"{study.lambda_h.max():14.3g}  {slopes}")
+        print(
+            f"   {d:<7d} {compile_s:11.2f} {run_s:8.3f} {study.iterates_seconds:13.2f} "
+            f"{study.lambda_h.max():14.3g}  {slopes}"
+        )
     print()
 
 
@@ -147,8 +163,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip d = 10000")
     args = parser.parse_args()
     dims = (100, 1000) if args.quick else (100, 1000, 10000)
-    print(f"hbflow {hbflow.__version__}, jax {jax.__version__}, {jax.devices()[0].platform}, "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"hbflow {hbflow.__version__}, jax {jax.__version__}, {jax.devices()[0].platform}, "
+        f"{os.cpu_count()} CPU cores"
+    )
     default_study()
     field_costs(dims)
     dimension_scaling(dims)

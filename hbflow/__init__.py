@@ -1,4 +1,4 @@
-r"""hbflow: exact counter terms and continuous-time models of heavy-ball, Nesterov and gradient descent.
+r"""hbflow: exact counter terms and continuous models of heavy ball, Nesterov and gradient descent.
 
 The public surface is re-exported here; implementation modules are private.
 """
@@ -15,7 +15,21 @@ from ._bseries import exp as exp
 from ._bseries import inverse as inverse
 from ._bseries import log as log
 
+
 # --- derivation (counter terms) ---
+from ._counter_terms import CONVENTION as CONVENTION
+from ._counter_terms import CounterTerms as CounterTerms
+from ._counter_terms import counter_terms as counter_terms
+from ._derive import METHODS as METHODS
+from ._derive import RationalFunction as RationalFunction
+from ._derive import coefficients_at as coefficients_at
+from ._derive import coefficients_up_to as coefficients_up_to
+from ._format import field_latex as field_latex
+from ._format import field_text as field_text
+from ._trees import Tree as Tree
+from ._trees import trees_of_order as trees_of_order
+from ._trees import trees_up_to as trees_up_to
+
 # --- numerics (methods, models, integration, comparison) ---
 from ._compare import ModelErrors as ModelErrors
 from ._compare import OrderStudy as OrderStudy
@@ -40,8 +54,5 @@ from ._problems import deep_linear_network as deep_linear_network
 from ._problems import diagonal_linear_network as diagonal_linear_network
 from ._problems import get_problem as get_problem
 from ._problems import problem_names as problem_names
-from ._trees import Tree as Tree
-from ._trees import trees_of_order as trees_of_order
-from ._trees import trees_up_to as trees_up_to
 
 __version__ = "0.1.0"

@@ -30,9 +30,18 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import sympy
+from sympy.polys.domains import QQ
 
 from . import _bseries, _derive, _exppoly, _trees
-from ._derive import METHODS, K, RationalFunction, check_method, check_order, parse_beta
+from ._derive import (
+    METHODS,
+    K,
+    RationalFunction,
+    _horner,
+    check_method,
+    check_order,
+    parse_beta,
+)
 from ._exppoly import BETA
 from ._trees import Tree, trees_up_to
 
@@ -119,24 +128,23 @@ class CounterTerms:
             return c.to_sympy()
         return sympy.Rational(c(value).numerator, c(value).denominator)
 
-    def at(self, k: int, beta=None) -> dict[Tree, sympy.Expr]:
-        r"""$b_k(\tau)$ at an integer $k \ge 0$: rational in β, or a number if β is given."""
+    def at(self, k: int, beta=None, *, as_sympy: bool = True) -> dict[Tree, sympy.Expr]:
+        r"""$b_k(\tau)$ at an integer $k \ge 0$: rational in β, or a number if β is given.
+
+        With `as_sympy` false the values are `RationalFunction`s (canonical, cheap to compare).
+        """
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"k must be an integer >= 0, got {k!r}")
         value = parse_beta(beta)
+        field = QQ.frac_field(BETA) if value is None else QQ
+        b = field.convert(BETA) if value is None else QQ(value.numerator, value.denominator)
         out = {}
         for tree, terms in self._terms.items():
-            if value is None:
-                expr = sum(
-                    (c.to_sympy(BETA) * k**m * BETA ** (j * k) for (j, m), c in terms.items()),
-                    sympy.Integer(0),
-                )
-                out[tree] = sympy.factor(sympy.cancel(expr))
-            else:
-                total = sum(
-                    (c(value) * k**m * value ** (j * k) for (j, m), c in terms.items()), Fraction(0)
-                )
-                out[tree] = sympy.Rational(total.numerator, total.denominator)
+            total = field.zero
+            for (j, m), c in terms.items():
+                total += _horner(c.num, b) / _horner(c.den, b) * k**m * b ** (j * k)
+            exact = RationalFunction.from_frac(total)
+            out[tree] = exact.to_sympy() if as_sympy else exact
         return out
 
     def truncate(self, order: int) -> CounterTerms:
@@ -163,7 +171,9 @@ class CounterTerms:
         The closed form cancels catastrophically in float64 when β is near 1 and $k$ is small:
         $c_{j,m}(\beta)$ has poles $(1-\beta)^{-(2|\tau|-1)}$ that cancel between the $j$.  Each
         entry is therefore evaluated from the exact $c_{j,m}$ at the exact binary value of `beta`
-        in extended precision (enough digits for the largest term, plus 30), and rounded once.
+        in extended precision (enough digits for the largest term, plus 30) — in exact rationals
+        where even that loses too much, as for a coefficient that is exactly zero — and rounded
+        once.
         Once every transient term is below $2^{-64}$ of the steady state, the steady state is used.
 
         **Returns:** an array of shape ``(num_pieces, len(self.trees))``.
@@ -206,11 +216,18 @@ class CounterTerms:
                 step = {j: b**j for j in by_j}
                 power = {j: mpmath.mpf(1) for j in by_j}
                 base = mpmath.mpf(steady.numerator) / steady.denominator
+                # Below this size the sum has lost more digits than the working precision
+                # carries (an exact zero, e.g. b_0([•,•,•]) = 0): redo that entry in rationals.
+                trust = mpmath.mpf(10) ** (20 - digits)
                 for k in range(exact_until):
                     total = base
                     for j, poly in by_j.items():
                         total += _poly_at(poly, k) * power[j]
                         power[j] *= step[j]
+                    if abs(total) <= trust * math.exp(log_terms[:, k].max()):
+                        total = steady + sum(
+                            c * k**m * exact_beta ** (j * k) for (j, m), c in transient.items()
+                        )
                     table[k, i] = float(total)
         return table
 
@@ -334,8 +351,12 @@ def _load_from_caches(order: int, method: str) -> CounterTerms | None:
                 if ct.method != method or ct.order != stored_order:
                     raise ValueError("file name and contents disagree")
             except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+                removed = ""
+                if directory != _PACKAGE_DATA:
+                    path.unlink(missing_ok=True)  # regenerated below, at the order asked for
+                    removed = " (removed)"
                 warnings.warn(
-                    f"ignoring counter-terms cache {path}: {err}; deriving again",
+                    f"ignoring counter-terms cache {path}{removed}: {err}; deriving again",
                     RuntimeWarning,
                     stacklevel=3,
                 )

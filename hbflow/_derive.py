@@ -123,7 +123,7 @@ def _field_and_beta(method: str, beta: Fraction | None):
 
 
 def _iterate_characters(order: int, method: str, beta: Fraction | None, k_max: int):
-    """Yield $(k, a_k, a_{k+1})$ for $k = 0, \dots,$ `k_max` by running MATH.md §3."""
+    r"""Yield $(k, a_k, a_{k+1})$ for $k = 0, \dots,$ `k_max` by running MATH.md §3."""
     field, b = _field_and_beta(method, beta)
     one = field.one
     a = _lookahead(method, b)
@@ -135,7 +135,9 @@ def _iterate_characters(order: int, method: str, beta: Fraction | None, k_max: i
         prev, cur = cur, nxt
 
 
-def coefficients_at(order: int, k: int, *, method: str = "hb", beta=None) -> dict[Tree, sympy.Expr]:
+def coefficients_at(
+    order: int, k: int, *, method: str = "hb", beta=None, as_sympy: bool = True
+) -> dict[Tree, sympy.Expr]:
     r"""$b_k(\tau)$ for one integer $k$, by running the recurrence (no closed form involved).
 
     **Arguments:**
@@ -145,15 +147,18 @@ def coefficients_at(order: int, k: int, *, method: str = "hb", beta=None) -> dic
     - `method`: ``"hb"``, ``"nag"`` or ``"gd"``.
     - `beta`: ``None`` for rational functions of the symbol ``beta``; or a rational value.
 
-    **Returns:** a dict from tree to an exact sympy expression.
+    - `as_sympy`: return factored sympy expressions (default) or `RationalFunction`s, whose
+      canonical form makes exact comparison cheap.
+
+    **Returns:** a dict from tree to an exact value.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"k must be an integer >= 0, got {k!r}")
-    return coefficients_up_to(order, k, method=method, beta=beta)[k]
+    return coefficients_up_to(order, k, method=method, beta=beta, as_sympy=as_sympy)[k]
 
 
 def coefficients_up_to(
-    order: int, k_max: int, *, method: str = "hb", beta=None
+    order: int, k_max: int, *, method: str = "hb", beta=None, as_sympy: bool = True
 ) -> list[dict[Tree, sympy.Expr]]:
     r"""$[b_0, \dots, b_{k_{\max}}]$ by one run of the recurrence; see `coefficients_at`."""
     check_order(order)
@@ -165,7 +170,10 @@ def coefficients_up_to(
     out = []
     for _, ak, ak1 in _iterate_characters(order, method, value, k_max):
         b = log(compose(inverse(ak), ak1))
-        out.append({tree: sympy.factor(field.to_sympy(c)) for tree, c in b.items()})
+        if as_sympy:
+            out.append({tree: sympy.factor(field.to_sympy(c)) for tree, c in b.items()})
+        else:
+            out.append({tree: RationalFunction.from_frac(c) for tree, c in b.items()})
     return out
 
 
@@ -237,6 +245,7 @@ class RationalFunction:
         else:
             num = {0: Fraction(int(value.numerator), int(value.denominator))}
             den = {0: Fraction(1)}
+        num = num or {0: Fraction(0)}
         scale = 1
         for c in list(num.values()) + list(den.values()):
             scale = scale * c.denominator // _gcd(scale, c.denominator)

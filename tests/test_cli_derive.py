@@ -1,0 +1,98 @@
+"""`hbflow derive`: JSON, text and LaTeX output, and errors on stderr."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import sympy
+
+from hbflow import Tree, counter_terms
+from hbflow._cli import main
+
+LOCALS = {"beta": sympy.Symbol("beta"), "k": sympy.Symbol("k")}
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_order_four(capsys):
+    code, out, err = run(capsys, "derive", "--order", "4", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["method"] == "hb" and data["order"] == 4 and "sigma" in data["convention"]
+    assert len(data["terms"]) == 8
+    ct = counter_terms(4, "hb")
+    for term in data["terms"]:
+        tree = Tree.from_level_sequence(term["tree"])
+        assert term["tree"][0] == 1 and term["order"] == tree.order and term["sigma"] == tree.sigma
+        closed = sympy.sympify(term["coefficient"], locals=LOCALS)
+        steady = sympy.sympify(term["steady_state"], locals=LOCALS)
+        assert closed.free_symbols == {LOCALS["beta"], LOCALS["k"]}
+        # round trip: the string is the exact closed form (checked exactly at sample points)
+        for kk in (0, 1, 7):
+            for b in (sympy.Rational(1, 3), sympy.Rational(9, 10)):
+                value = closed.subs({LOCALS["k"]: kk, LOCALS["beta"]: b})
+                assert value == ct.at(kk, beta=b)[tree]
+        assert sympy.simplify(steady - ct.steady_state(tree)) == 0
+
+
+def test_json_with_beta_and_k_gives_numbers(capsys):
+    code, out, _ = run(
+        capsys, "derive", "--order", "3", "--beta", "0.9", "--k", "2", "--format", "json"
+    )
+    data = json.loads(out)
+    assert code == 0 and data["beta"] == "9/10" and data["k"] == 2
+    first = sympy.Rational(data["terms"][0]["coefficient"])
+    assert first == (1 - sympy.Rational(9, 10) ** 3) / (1 - sympy.Rational(9, 10))
+
+
+def test_text_reads_like_an_equation(capsys):
+    code, out, _ = run(capsys, "derive", "--order", "3", "--format", "text")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[2].startswith("du/dt =") and "∇L" in lines[2]
+    assert any(line.lstrip().startswith("+ η ·") and "H∇L" in line for line in lines)
+    assert "η² · {" in out and "∇³L[∇L,∇L]" in out and "H²∇L" in out
+    assert "(1 - β)" in out and "β^k" in out
+
+
+def test_latex_steady_state(capsys):
+    code, out, _ = run(capsys, "derive", "--order", "2", "--steady-state", "--format", "latex")
+    assert code == 0 and out.startswith(r"\begin{align*}") and r"H\,\nabla L" in out
+    assert r"\frac{\beta + 1}{2 (1 - \beta)^{3}}" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--order", "0"], "order must be an integer >= 1"),
+        (["--order", "2", "--beta", "1"], "beta must be in [0, 1)"),
+        (["--order", "2", "--beta", "abc"], "beta must be a number in [0, 1)"),
+        (["--order", "2", "--method", "adam"], "method must be one of hb, nag, gd"),
+        (["--order", "2", "--format", "xml"], "format must be one of text, latex, json"),
+        (["--order", "2", "--k", "-1"], "k must be an integer >= 0"),
+        (["--order", "2", "--method", "gd", "--beta", "0.5"], "method gd has beta = 0"),
+        (["--order", "two"], "invalid int value"),
+        (["--order", "2", "--k", "1", "--steady-state"], "not allowed with argument"),
+    ],
+)
+def test_errors_go_to_stderr(capsys, argv, message):
+    code, out, err = run(capsys, "derive", *argv)
+    assert code == 2 and out == "" and message in err and "Traceback" not in err
+
+
+def test_console_entry_point_in_a_subprocess():
+    proc = subprocess.run(
+        [sys.executable, "-m", "hbflow._cli", "derive", "--order", "1", "--beta", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "beta must be in [0, 1)" in proc.stderr and "Traceback" not in proc.stderr
