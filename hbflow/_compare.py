@@ -12,6 +12,10 @@ horizon $T$ (``../shared/MATH.md`` §6):
   far below the model error (then the slope says nothing about the model);
 - $\lambda = \eta/(1-\beta)^2$ and $\lambda\|\nabla^2L\|$, with a warning when it is not small.
 
+A run that fails (iterates that diverge, a solve that fails) does not stop the sweep: the failure
+is recorded, the other step sizes and models are still computed, and `compare` then raises
+`OrderStudyError` carrying the partial study.
+
 Compilation is shared across the sweep: every model is compiled once for the largest number of
 pieces (smaller ones are masked), and the iterates are run once per step size with the same
 number of steps (the extra steps are discarded).
@@ -20,23 +24,34 @@ number of steps (the extra steps are discarded).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import diffrax
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
-from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, solve_model
+from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _check_count, _check_solver, _solve
+from ._methods import divergence_message, first_non_finite, hessian_norms, stability_limit
 from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
+from ._validate import as_float_tree, check_loss, require_float64
 
-__all__ = ["compare", "OrderStudy", "ModelErrors", "fit_order", "SOLVER_MARGIN", "LAMBDA_SMALL"]
+__all__ = [
+    "compare",
+    "OrderStudy",
+    "OrderStudyError",
+    "ModelErrors",
+    "RunFailure",
+    "Progress",
+    "fit_order",
+    "SOLVER_MARGIN",
+    "LAMBDA_SMALL",
+]
 
 #: The solver error must be this many times below the model error for a slope to count.
 SOLVER_MARGIN = 100.0
@@ -76,6 +91,31 @@ class ModelErrors:
     run_seconds: float
 
 
+class RunFailure(NamedTuple):
+    """One failed run of a sweep: `model` is ``None`` when the iterates themselves failed."""
+
+    model: str | None
+    eta: float
+    message: str
+
+
+class Progress(NamedTuple):
+    """What `compare` reports to a `progress` callable after each run.
+
+    - `done`, `total`: runs finished and planned (one for the iterates and one per model, for
+      every step size).
+    - `stage`: ``"iterates"`` or the model's name; `eta`: the step size.
+    - `seconds`: wall time of the run (with its compilation); `failed`: whether it failed.
+    """
+
+    done: int
+    total: int
+    stage: str
+    eta: float
+    seconds: float
+    failed: bool
+
+
 @dataclasses.dataclass(frozen=True)
 class OrderStudy:
     """The result of `compare`: plain data, rendered by `to_json` and `to_text`.
@@ -84,8 +124,11 @@ class OrderStudy:
     - `models`: name → `ModelErrors`, in the order requested.
     - `lambdas`: $\\lambda = \\eta/(1-\\beta)^2$ per step size; `hessian_norm`: the largest
       $\\|\\nabla^2 L\\|$ found along the iterates (power iteration); `lambda_h` = their product.
-    - `warnings`: human-readable warnings (λ‖∇²L‖ not small, solver error too large).
+    - `warnings`: human-readable warnings (λ‖∇²L‖ not small, step size above the stability
+      limit, solver error too large).
     - `iterates_seconds`: wall time of the iterates (all step sizes, with compilation).
+    - `failures`: the runs that failed (`RunFailure`); their entries are NaN.  Empty for a
+      study returned by `compare` (which raises `OrderStudyError` otherwise).
     """
 
     method: str
@@ -99,6 +142,12 @@ class OrderStudy:
     lambda_h: np.ndarray
     warnings: tuple[str, ...]
     iterates_seconds: float
+    failures: tuple[RunFailure, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Whether every run of the sweep succeeded."""
+        return not self.failures
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN becomes ``None``)."""
@@ -128,6 +177,10 @@ class OrderStudy:
                 for name, m in self.models.items()
             },
             "warnings": list(self.warnings),
+            "failures": [
+                {"model": f.model or "iterates", "eta": float(f.eta), "message": f.message}
+                for f in self.failures
+            ],
         }
 
     def to_text(self) -> str:
@@ -145,7 +198,7 @@ class OrderStudy:
                 [
                     name,
                     str(m.expected_order),
-                    *[f"{e:.3e}" for e in m.max_errors],
+                    *[f"{e:.3e}" if np.isfinite(e) else "failed" for e in m.max_errors],
                     _fmt(m.slope, ".2f"),
                     _fmt(m.slope_spread, ".2f"),
                     f"{np.nanmax(m.solver_errors):.1e}{flagged}"
@@ -164,7 +217,28 @@ class OrderStudy:
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
         lines.extend(f"warning: {w}" for w in self.warnings)
+        for f in self.failures:
+            lines.append(f"failed: eta={f.eta:g} {f.model or 'iterates'}: {f.message}")
         return "\n".join(lines)
+
+
+class OrderStudyError(RuntimeError):
+    """Some runs of an order study failed; `study` holds everything that was computed.
+
+    The message lists each failure (which step size, which model or the iterates, why, and what
+    to change); `study.failures` has them as `RunFailure`s, and the failed entries of
+    `study.models` are NaN.
+    """
+
+    def __init__(self, study: OrderStudy):
+        total = len(study.etas) * (1 + len(study.models))
+        lines = [
+            f"order study incomplete: {len(study.failures)} of {total} runs failed "
+            "(the partial study is in this exception's .study)"
+        ]
+        lines += [f"- eta={f.eta:g}, {f.model or 'iterates'}: {f.message}" for f in study.failures]
+        super().__init__("\n".join(lines))
+        self.study = study
 
 
 def _fmt(x: float, spec: str) -> str:
@@ -183,11 +257,37 @@ def _floats(xs) -> list[float | None]:
 def fit_order(etas: Sequence[float], errors: Sequence[float]) -> tuple[float, float, np.ndarray]:
     r"""Least-squares slope of $\log$ `errors` against $\log$ `etas`.
 
-    **Returns:** ``(slope, stderr, local_slopes)``; NaN where undefined (fewer than two points,
-    or a zero or non-finite error).
+    **Arguments:**
+
+    - `etas`: the step sizes, finite, $> 0$, distinct and sorted (decreasing, as in a sweep, or
+      increasing).
+    - `errors`: one error per step size.
+
+    **Returns:** ``(slope, stderr, local_slopes)``, with `local_slopes` the slopes between
+    consecutive step sizes; NaN where undefined (a single point, or a zero or non-finite
+    error; the standard error needs three points).
+
+    **Raises:** `ValueError` if `etas` is empty, unsorted, has repeated or non-positive values,
+    or `errors` does not have one entry per step size.
     """
-    x = np.log(np.asarray(etas, dtype=np.float64))
-    errors = np.asarray(errors, dtype=np.float64)
+    try:
+        x = np.asarray(etas, dtype=np.float64)
+        errors = np.asarray(errors, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"etas and errors must be lists of numbers, got {etas!r} and {errors!r}"
+        ) from None
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"etas must be a non-empty 1-D list of step sizes, got {etas!r}")
+    if errors.shape != x.shape:
+        raise ValueError(
+            f"errors must have one entry per step size: {x.size} etas, errors of shape "
+            f"{errors.shape}"
+        )
+    if not np.all(np.isfinite(x) & (x > 0)):
+        raise ValueError(f"etas must be finite and > 0, got {x.tolist()}")
+    _check_sorted(x, "etas")
+    x = np.log(x)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.log(errors)
         local = np.diff(y) / np.diff(x) if len(x) >= 2 else np.array([])
@@ -203,24 +303,15 @@ def fit_order(etas: Sequence[float], errors: Sequence[float]) -> tuple[float, fl
     return slope, stderr, local
 
 
-@functools.lru_cache(maxsize=64)
-def _hessian_norm_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) -> Callable:
-    example = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s) for s in shapes])
-    _, unravel = ravel_pytree(example)
-    grad = jax.grad(lambda x: loss(unravel(x)))
-
-    def norm_at(x, v):
-        def hvp(w):
-            return jax.jvp(grad, (x,), (w,))[1]
-
-        def body(_, w):
-            hw = hvp(w)
-            return hw / jnp.maximum(jnp.linalg.norm(hw), 1e-300)
-
-        w = jax.lax.fori_loop(0, iters, body, v / jnp.linalg.norm(v))
-        return jnp.linalg.norm(hvp(w))
-
-    return jax.jit(jax.vmap(norm_at))
+def _check_sorted(x: np.ndarray, name: str) -> None:
+    d = np.diff(x)
+    if len(set(x.tolist())) != len(x):
+        raise ValueError(f"{name} must be distinct, got {x.tolist()}")
+    if not (np.all(d < 0) or np.all(d > 0)):
+        raise ValueError(
+            f"{name} must be sorted (decreasing, e.g. 0.04, 0.02, 0.01, or increasing), got "
+            f"{x.tolist()}"
+        )
 
 
 def _as_models(models) -> list[AbstractContinuousModel]:
@@ -240,46 +331,60 @@ def _as_models(models) -> list[AbstractContinuousModel]:
 
 
 def _check_etas(etas, horizon: float) -> tuple[np.ndarray, list[int]]:
+    if isinstance(etas, (str, bytes)):
+        raise ValueError(f"etas must be a list of step sizes > 0, got {etas!r}")
     try:
         etas = np.atleast_1d(np.asarray(etas, dtype=np.float64))
     except (TypeError, ValueError):
         raise ValueError(f"etas must be a list of step sizes > 0, got {etas!r}") from None
     if etas.ndim != 1 or etas.size == 0:
         raise ValueError("etas must be a non-empty list of step sizes > 0")
-    for e in etas:
+    for e in etas.tolist():
         if not (math.isfinite(e) and e > 0):
             raise ValueError(f"eta must be a finite number > 0, got {e!r}")
     if len(set(etas.tolist())) != len(etas):
         raise ValueError(f"etas must be distinct, got {etas.tolist()}")
     nums = []
-    for e in etas:
+    for e in etas.tolist():
         k = round(horizon / e)
-        if k < 1 or abs(k * e - horizon) > 1e-9 * horizon:
+        if k < 1 or abs(k * e - horizon) > _HORIZON_RTOL * horizon:
+            hint = f"e.g. horizon={max(k, 1) * e:g}" if k >= 1 else f"at least {e:g}"
             raise ValueError(
                 f"horizon {horizon:g} must be a positive integer multiple of every eta; "
-                f"horizon/eta = {horizon / e:.6g} for eta={e:g}"
+                f"horizon/eta = {horizon / e:.6g} for eta={e:g} ({hint})"
             )
         nums.append(int(k))
+    if len(etas) < 2:
+        raise ValueError(
+            f"etas must hold at least two step sizes to fit an order, got {etas.tolist()}"
+        )
+    _check_sorted(etas, "etas")
     return etas, nums
 
 
-def _check_loss(loss: Callable, u0: PyTree) -> None:
-    if not callable(loss):
-        raise ValueError(f"loss must be a callable returning a scalar, got {loss!r}")
-    try:
-        out = jax.eval_shape(loss, u0)
-    except Exception as err:  # report any failure to trace the loss at u0 as a bad loss
-        raise ValueError(f"loss cannot be evaluated at x0: {type(err).__name__}: {err}") from None
-    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
-        got = f"shape {out.shape}" if isinstance(out, jax.ShapeDtypeStruct) else repr(out)
-        raise ValueError(f"loss must return a real scalar (shape ()), got {got}")
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise ValueError(f"loss must return a real floating scalar, got dtype {out.dtype}")
-    value, grad = jax.value_and_grad(loss)(u0)
-    if not np.isfinite(float(value)):
-        raise ValueError(f"loss must be finite at x0, got {float(value)}")
-    if not np.all(np.isfinite(ravel_pytree(grad)[0])):
-        raise ValueError("the gradient of the loss must be finite at x0, got NaN or Inf")
+#: horizon/eta is rounded to the nearest integer when it is this close (relative) to it.
+_HORIZON_RTOL = 1e-9
+
+
+def _report(progress) -> Callable[[Progress], None] | None:
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        return _print_progress
+    if callable(progress):
+        return progress
+    raise ValueError(f"progress must be a bool or a callable, got {progress!r}")
+
+
+def _print_progress(p: Progress) -> None:
+    width = len(str(p.total))
+    status = "  FAILED" if p.failed else ""
+    print(
+        f"hbflow: [{p.done:>{width}}/{p.total}] {p.stage:<9} eta={p.eta:<10g} "
+        f"{p.seconds:7.2f} s{status}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def compare(
@@ -296,27 +401,39 @@ def compare(
     solver: diffrax.AbstractSolver | None = None,
     max_steps: int = 4096,
     solver_check: bool = True,
+    progress: bool | Callable[[Progress], Any] | None = None,
 ) -> OrderStudy:
     r"""Measure each model's distance to the iterates, and its order in the step size.
 
     **Arguments:**
 
-    - `loss`: a JAX scalar loss of a pytree shaped like `x0`.
-    - `x0`: the start $u_0$ (iterates from rest).
+    - `loss`: a JAX scalar loss of a pytree shaped like `x0`, finite at `x0`.
+    - `x0`: the start $u_0$ (iterates from rest), finite; converted to float64.
     - `method`: ``"hb"``, ``"nag"`` or ``"gd"``; `beta`: $0 \le \beta < 1$ (0 for ``"gd"``).
-    - `etas`: the step sizes (a geometric sequence for a clean fit); `horizon`: $T$, an integer
-      multiple of every step size.
+    - `etas`: at least two distinct step sizes, sorted (a decreasing geometric sequence gives a
+      clean fit).
+    - `horizon`: $T$, an integer multiple of every step size; $T/\eta$ is rounded to the
+      nearest integer when it is within $10^{-9}$ (relative) of it, and rejected otherwise.
     - `models`: model names (``hbfN``, ``steadyN``, ``rgf``, ``ks2``, ``mgf``, ``gf``) or models.
     - `rtol`, `atol`, `solver`, `max_steps`: passed to `solve_model`.
     - `solver_check`: also solve with tolerances 100× tighter to estimate the solver error.
+    - `progress`: ``True`` prints one line per finished run (iterates or model, per step size)
+      to stderr; a callable is called with a `Progress` after each run; ``None``/``False``
+      (default) is silent.
 
     **Returns:** an `OrderStudy`.
 
-    **Raises:** `ValueError` naming the parameter for bad input; `RuntimeError` naming the model
-    and piece if a solve fails.
+    **Raises:** `ValueError` naming the parameter for bad input (see the README section "When
+    things go wrong"); `OrderStudyError` (a `RuntimeError`) after the sweep if some runs
+    failed: iterates that diverge (with the first non-finite step and the stability limit) or a
+    solve that fails (with the model, the piece and what to change); its `.study` holds the
+    partial results.  `RuntimeError` if JAX is not in float64 mode.
     """
+    require_float64("hbflow.compare")
     method = check_method(method)
     beta = check_beta(beta, method)
+    if isinstance(horizon, (str, bytes)):
+        raise ValueError(f"horizon must be a finite number > 0, got {horizon!r}")
     try:
         horizon = float(horizon)
     except (TypeError, ValueError):
@@ -326,69 +443,107 @@ def compare(
     etas, nums = _check_etas(etas, horizon)
     model_list = _as_models(models)
     for name, tol in (("rtol", rtol), ("atol", atol)):
-        if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+        if isinstance(tol, bool) or not (
+            isinstance(tol, (int, float, np.floating)) and math.isfinite(tol) and tol > 0
+        ):
             raise ValueError(f"{name} must be a finite number > 0, got {tol!r}")
-    x0 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.float64), x0)
-    _check_loss(loss, x0)
+    max_steps = _check_count(max_steps, "max_steps")
+    solver = _check_solver(solver)
+    if not isinstance(solver_check, (bool, np.bool_)):
+        raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
+    report = _report(progress)
+    x0 = as_float_tree(x0, "x0", float64=True)
+    check_loss(loss, x0, name="x0")
     max_pieces = max(nums)
+    total = len(etas) * (1 + len(model_list))
+    done = 0
+    failures: list[RunFailure] = []
+
+    def tick(stage: str, eta: float, seconds: float, failed: bool) -> None:
+        nonlocal done
+        done += 1
+        if report is not None:
+            report(Progress(done, total, stage, float(eta), seconds, failed))
 
     from ._methods import iterates
 
     start = time.perf_counter()
-    flat_iterates = []
+    flat_iterates: list[np.ndarray | None] = []
     for eta, k in zip(etas, nums):
-        us = iterates(loss, x0, method=method, beta=beta, eta=float(eta), num_steps=max_pieces)
+        t0 = time.perf_counter()
+        us = iterates(loss, x0, method=method, beta=beta, eta=float(eta), num_steps=max_pieces,
+                      check_finite=False)
         flat = np.asarray(jax.vmap(lambda u: ravel_pytree(u)[0])(us))[: k + 1]
-        if not np.all(np.isfinite(flat)):
-            bad = int(np.flatnonzero(~np.all(np.isfinite(flat), axis=1))[0])
-            raise RuntimeError(
-                f"the {method} iterates diverge for eta={eta:g}, beta={beta:g} (non-finite at "
-                f"step {bad}); use smaller step sizes"
-            )
+        step = first_non_finite(flat)
+        if step is not None:
+            failures.append(RunFailure(
+                None, float(eta), divergence_message(loss, x0, method, beta, float(eta), step)
+            ))
+            flat = None
         flat_iterates.append(flat)
+        tick("iterates", eta, time.perf_counter() - t0, flat is None)
     iterates_seconds = time.perf_counter() - start
 
     results: dict[str, ModelErrors] = {}
     warnings: list[str] = []
     for model in model_list:
+        name = model.name
         tables = [model.coefficients(method, beta, k) for k in nums]
         common = dict(method=method, beta=beta, solver=solver, max_steps=max_steps,
                       max_pieces=max_pieces)
 
         def run(i, rt, at, model=model, tables=tables, common=common):
-            sol = solve_model(model, loss, x0, eta=float(etas[i]), num_pieces=nums[i], rtol=rt,
-                              atol=at, table=tables[i], **common)
+            sol = _solve(model, loss, x0, eta=float(etas[i]), num_pieces=nums[i], rtol=rt,
+                         atol=at, table=tables[i], **common)
             flat = np.asarray(jax.vmap(lambda u: ravel_pytree(u)[0])(sol.us))
             return flat, sol.seconds
 
-        first_seconds = None
-        first_run = 0.0
+        compile_seconds = None
         run_seconds = 0.0
-        errors, max_err, final_err, solver_err = [], [], [], []
-        for i in range(len(etas)):
-            if first_seconds is None:
-                _, first_seconds = run(i, rtol, atol)  # compiles
-            traj, seconds = run(i, rtol, atol)
-            run_seconds += seconds
-            if i == 0:
-                first_run = seconds
-            e = np.linalg.norm(traj - flat_iterates[i], axis=1)
-            errors.append(e)
-            max_err.append(e.max())
-            final_err.append(e[-1])
-            if solver_check:
-                tight, seconds = run(i, rtol / 100, atol / 100)
+        n = len(etas)
+        errors = [np.full(k + 1, math.nan) for k in nums]
+        max_err, final_err, solver_err = (np.full(n, math.nan) for _ in range(3))
+        for i in range(n):
+            t0 = time.perf_counter()
+            if flat_iterates[i] is None:  # the iterates diverged: nothing to compare with
+                tick(name, etas[i], 0.0, True)
+                continue
+            try:
+                compiling = compile_seconds is None
+                if compiling:
+                    t_first = time.perf_counter()
+                    try:
+                        run(i, rtol, atol)  # compiles
+                    finally:
+                        compile_seconds = time.perf_counter() - t_first
+                traj, seconds = run(i, rtol, atol)
                 run_seconds += seconds
-                solver_err.append(np.linalg.norm(traj - tight, axis=1).max())
-            else:
-                solver_err.append(math.nan)
-        max_err = np.array(max_err)
-        solver_err = np.array(solver_err)
+                if compiling:  # compile time = first call - a compiled call
+                    compile_seconds = max(compile_seconds - seconds, 0.0)
+                e = np.linalg.norm(traj - flat_iterates[i], axis=1)
+                if solver_check:
+                    try:
+                        tight, seconds = run(i, rtol / 100, atol / 100)
+                    except SolveError as err:
+                        raise SolveError(
+                            f"{err} [in the solve with 100x tighter tolerances that estimates "
+                            "the solver error]", model=err.model, piece=err.piece, eta=err.eta,
+                            beta=err.beta,
+                        ) from None
+                    run_seconds += seconds
+                    solver_err[i] = np.linalg.norm(traj - tight, axis=1).max()
+            except SolveError as err:
+                failures.append(RunFailure(name, float(etas[i]), str(err)))
+                tick(name, etas[i], time.perf_counter() - t0, True)
+                continue
+            errors[i] = e
+            max_err[i] = e.max()
+            final_err[i] = e[-1]
+            tick(name, etas[i], time.perf_counter() - t0, False)
         flags = solver_err * SOLVER_MARGIN > max_err
         slope, stderr, local = fit_order(etas, max_err)
         spread = float(np.max(np.abs(local - slope))) if local.size and np.isfinite(slope) else (
             math.nan)
-        name = model.name
         if flags.any():
             bad = ", ".join(f"{etas[i]:g}" for i in np.flatnonzero(flags))
             warnings.append(
@@ -399,7 +554,7 @@ def compare(
             name=name,
             expected_order=model.order(method, beta),
             max_errors=max_err,
-            final_errors=np.array(final_err),
+            final_errors=final_err,
             errors=tuple(errors),
             slope=slope,
             slope_stderr=stderr,
@@ -407,12 +562,19 @@ def compare(
             slope_spread=spread,
             solver_errors=solver_err,
             solver_flags=flags,
-            compile_seconds=max(first_seconds - first_run, 0.0),
+            compile_seconds=compile_seconds or 0.0,
             run_seconds=run_seconds,
         )
 
     lambdas = etas / (1 - beta) ** 2
-    hessian_norm = _hessian_norm_along(loss, x0, flat_iterates[int(np.argmin(etas))])
+    ok = [i for i in range(len(etas)) if flat_iterates[i] is not None]
+    if ok:
+        path = flat_iterates[min(ok, key=lambda i: etas[i])]
+        idx = np.unique(np.linspace(0, len(path) - 1, 5).round().astype(int))
+        points = path[idx]
+    else:
+        points = np.asarray(ravel_pytree(x0)[0])[None]
+    hessian_norm = float(np.max(hessian_norms(loss, x0, points)))
     lambda_h = lambdas * hessian_norm
     if np.any(lambda_h > LAMBDA_SMALL):
         worst = int(np.argmax(lambda_h))
@@ -425,7 +587,17 @@ def compare(
             + ("; near 1 or above, no first-order flow can follow the oscillations of the "
                "momentum iterates" if lambda_h[worst] > 0.5 else ""),
         )
-    return OrderStudy(
+    limit = stability_limit(method, beta, hessian_norm)
+    unstable = [float(e) for e in etas if e >= limit]
+    if unstable:
+        warnings.insert(
+            0,
+            f"eta = {', '.join(f'{e:g}' for e in unstable)} is at or above the stability limit "
+            f"{limit:.4g} of the {method} iterates on a quadratic with |grad^2 L| = "
+            f"{hessian_norm:.4g} (the largest found along the path): the iterates oscillate "
+            "with growing amplitude there; use smaller step sizes",
+        )
+    study = OrderStudy(
         method=method,
         beta=beta,
         horizon=horizon,
@@ -437,18 +609,8 @@ def compare(
         lambda_h=lambda_h,
         warnings=tuple(warnings),
         iterates_seconds=iterates_seconds,
+        failures=tuple(failures),
     )
-
-
-def _hessian_norm_along(loss: Callable, x0: PyTree, flat_iterates: np.ndarray) -> float:
-    """Largest $\\|\\nabla^2 L\\|$ at a few points along the iterates (power iteration)."""
-    idx = np.unique(np.linspace(0, len(flat_iterates) - 1, 5).round().astype(int))
-    points = jnp.asarray(flat_iterates[idx])
-    start = jax.random.normal(jax.random.key(0), points.shape, dtype=points.dtype)
-    leaves, treedef = jax.tree_util.tree_flatten(x0)
-    try:
-        fn = _hessian_norm_fn(loss, treedef, tuple(jnp.shape(x) for x in leaves))
-    except TypeError:  # unhashable loss
-        fn = _hessian_norm_fn.__wrapped__(loss, treedef, tuple(jnp.shape(x) for x in leaves))
-    norms = fn(points, start)
-    return float(jnp.max(norms))
+    if failures:
+        raise OrderStudyError(study)
+    return study

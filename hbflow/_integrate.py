@@ -28,9 +28,10 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PyTree
 
 from ._differentials import gradient_field
-from ._models import AbstractContinuousModel, check_beta, check_method
+from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
+from ._validate import as_float_tree, check_loss, require_float64
 
-__all__ = ["solve_model", "ModelSolution", "DEFAULT_RTOL", "DEFAULT_ATOL"]
+__all__ = ["solve_model", "ModelSolution", "SolveError", "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
 DEFAULT_RTOL = 1e-12
 DEFAULT_ATOL = 1e-12
@@ -38,10 +39,25 @@ DEFAULT_ATOL = 1e-12
 # Codes for the per-piece solver outcome (kept as small ints so they can be scanned).
 _OK, _MAX_STEPS, _DT_MIN, _OTHER = 0, 1, 2, 3
 _MESSAGES = {
-    _MAX_STEPS: "the maximum number of solver steps was reached (raise max_steps)",
+    _MAX_STEPS: "the maximum number of solver steps (max_steps={max_steps}) was reached",
     _DT_MIN: "the minimum step size was reached (the field may be stiff or blow up)",
     _OTHER: "the solver failed",
 }
+
+
+class SolveError(RuntimeError):
+    """A continuous model could not be solved: which model, which piece, and what to change.
+
+    Attributes: `model` (its name), `piece` (the first failing $k$, solving on
+    $[k\eta, (k+1)\eta]$), `eta`, `beta`.
+    """
+
+    def __init__(self, message: str, *, model: str, piece: int, eta: float, beta: float):
+        super().__init__(message)
+        self.model = model
+        self.piece = piece
+        self.eta = eta
+        self.beta = beta
 
 
 class ModelSolution(NamedTuple):
@@ -123,7 +139,7 @@ def _solve_pieces(
 
 
 def solve_model(
-    model: AbstractContinuousModel,
+    model: AbstractContinuousModel | str,
     loss: Callable[[PyTree], Array],
     u0: PyTree,
     *,
@@ -142,17 +158,17 @@ def solve_model(
 
     **Arguments:**
 
-    - `model`: the continuous model.
+    - `model`: the continuous model, or its name (``"hbf3"``, ``"rgf"``, …).
     - `loss`: a JAX scalar loss of a pytree shaped like `u0`.  Pass the same Python object on
       every call to reuse the compiled solver.
-    - `u0`: the start (an array or a pytree of arrays).
+    - `u0`: the start (an array or a pytree of arrays), finite.
     - `method`, `beta`: the discrete method the model describes (``"hb"``, ``"nag"``, ``"gd"``)
       and its momentum, $0 \le \beta < 1$ (0 for ``"gd"``).
     - `eta`: the step size $\eta > 0$.
     - `num_pieces`: $K \ge 1$, the number of pieces (steps of the iterates).
     - `rtol`, `atol`: tolerances of the adaptive step-size controller (default $10^{-12}$).
     - `solver`: a diffrax solver (default `diffrax.Tsit5()`).
-    - `max_steps`: maximum number of solver steps on one piece.
+    - `max_steps`: maximum number of solver steps on one piece, an integer $\ge 1$.
     - `max_pieces`: scan this many pieces (masking those beyond `num_pieces`) so that calls with
       different `num_pieces` share one compilation; default `num_pieces`.
     - `table`: the model's coefficient table, if already computed
@@ -160,9 +176,19 @@ def solve_model(
 
     **Returns:** a `ModelSolution`.
 
-    **Raises:** `ValueError` for out-of-range arguments; `RuntimeError` naming the model and the
-    piece if the solver fails.
+    **Raises:** `ValueError` for out-of-range arguments, a bad `u0` or a bad loss (see
+    `hbflow.compare`); `SolveError` (a `RuntimeError`) naming the model, the piece and what to
+    change if the solver fails or the solution blows up; `RuntimeError` if JAX is not in float64
+    mode.
     """
+    require_float64("hbflow.solve_model")
+    if isinstance(model, str):
+        model = model_from_name(model)
+    if not isinstance(model, AbstractContinuousModel):
+        raise ValueError(
+            f"model must be a continuous model (e.g. hbflow.HeavyBallFlow(3)) or a model name "
+            f"(hbfN, steadyN, rgf, ks2, mgf, gf), got {model!r}"
+        )
     method = check_method(method)
     beta = check_beta(beta, method)
     eta = _check_positive(eta, "eta")
@@ -172,18 +198,31 @@ def solve_model(
         raise ValueError(f"max_pieces ({max_pieces}) must be >= num_pieces ({num_pieces})")
     rtol = _check_positive(rtol, "rtol")
     atol = _check_positive(atol, "atol")
+    max_steps = _check_count(max_steps, "max_steps")
+    solver = _check_solver(solver)
+    u0 = as_float_tree(u0, "u0", float64=True)
+    check_loss(loss, u0, name="u0")
     if table is None:
         table = model.coefficients(method, beta, num_pieces)
+    return _solve(model, loss, u0, method=method, beta=beta, eta=eta, num_pieces=num_pieces,
+                  rtol=rtol, atol=atol, solver=solver, max_steps=max_steps,
+                  max_pieces=max_pieces, table=table)
+
+
+def _solve(model, loss, u0, *, method, beta, eta, num_pieces, rtol, atol, solver, max_steps,
+           max_pieces, table) -> ModelSolution:
+    """`solve_model` with validated arguments (`hbflow.compare` checks them once per sweep)."""
     table = np.asarray(table, dtype=np.float64)
     if table.ndim != 2 or table.shape[0] != num_pieces:
         raise ValueError(
             f"table must have shape (num_pieces, m) = ({num_pieces}, m), got {table.shape}"
         )
+    if not np.all(np.isfinite(table)):
+        raise ValueError(f"table of model {model.name} has non-finite entries")
     padded = np.zeros((max_pieces, table.shape[1]), dtype=np.float64)
     padded[:num_pieces] = table
     if num_pieces < max_pieces and table.shape[0]:
         padded[num_pieces:] = table[-1]  # harmless values for the skipped pieces
-    solver = diffrax.Tsit5() if solver is None else solver
 
     start = time.perf_counter()
     xs, codes, steps = _solve_pieces(
@@ -204,24 +243,43 @@ def solve_model(
     steps = np.asarray(steps)[:num_pieces]
     seconds = time.perf_counter() - start
 
+    name = model.name
     failed = np.flatnonzero(codes != _OK)
-    if failed.size:
-        k = int(failed[0])
-        raise RuntimeError(
-            f"model {model.name}: the solve failed on piece k={k} "
-            f"(t in [{k * eta:.6g}, {(k + 1) * eta:.6g}]): {_MESSAGES[int(codes[k])]}"
-        )
     bad = ~np.all(np.isfinite(xs), axis=1)
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        raise RuntimeError(
-            f"model {model.name}: the solution is not finite at t_{k} = {k * eta:.6g} "
-            f"(end of piece k={k - 1}); the flow may blow up for eta={eta:g}, beta={beta:g}"
+    # A piece that ends non-finite is reported before a later solver failure it causes.
+    first_bad = int(np.flatnonzero(bad)[0]) - 1 if bad.any() else None
+    if failed.size and (first_bad is None or int(failed[0]) <= first_bad):
+        k = int(failed[0])
+        reason = _MESSAGES[int(codes[k])].format(max_steps=max_steps)
+        raise SolveError(
+            f"model {name}: the solve failed on piece k={k} (t in [{k * eta:.6g}, "
+            f"{(k + 1) * eta:.6g}]) with eta={eta:g}, beta={beta:g}: {reason}. What to change: "
+            f"raise max_steps (now {max_steps}), loosen rtol/atol (now {rtol:g}/{atol:g}), or "
+            f"use a smaller eta (the field of {name} is large or stiff where "
+            "eta*|grad^2 L|/(1-beta)^2 is not small)",
+            model=name, piece=k, eta=eta, beta=beta,
+        )
+    if first_bad is not None:
+        k = first_bad
+        raise SolveError(
+            f"model {name}: the solution is not finite at t_{k + 1} = {(k + 1) * eta:.6g} (end "
+            f"of piece k={k}); the flow blows up for eta={eta:g}, beta={beta:g}. What to "
+            "change: a shorter horizon, a smaller eta, or a lower-order model (the counter "
+            "terms of order N grow like (eta*|grad^2 L|/(1-beta)^2)^(N-1))",
+            model=name, piece=k, eta=eta, beta=beta,
         )
     _, unravel = ravel_pytree(u0)
     us = jax.vmap(unravel)(jnp.asarray(xs))
     ts = np.arange(num_pieces + 1) * eta
     return ModelSolution(us=us, ts=ts, num_steps=steps, seconds=seconds)
+
+
+def _check_solver(solver):
+    if solver is None:
+        return diffrax.Tsit5()
+    if not isinstance(solver, diffrax.AbstractSolver):
+        raise ValueError(f"solver must be a diffrax solver (e.g. diffrax.Tsit5()), got {solver!r}")
+    return solver
 
 
 def _check_positive(x, name: str) -> float:

@@ -38,8 +38,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
-__all__ = ["iterates", "METHODS"]
+from ._validate import (
+    as_float_tree,
+    check_loss_structure,
+    check_loss_values,
+    concrete,
+    is_traced,
+    require_float64,
+)
+
+__all__ = ["iterates", "METHODS", "DivergenceError", "stability_limit"]
 
 PyTree = Any
 
@@ -48,39 +58,19 @@ _LOOKAHEAD = {"gd": 0.0, "hb": 0.0, "nag": 1.0}
 METHODS: tuple[str, ...] = tuple(_LOOKAHEAD)
 
 
-def _concrete(x: Any) -> np.ndarray | None:
-    """`x` as a NumPy array, or ``None`` if it is a tracer (inside `jit`/`vmap`/`grad`)."""
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
-
-
 def _check_scalar(x: Any, name: str) -> float | None:
-    if jnp.ndim(x) != 0:
+    if x is None or isinstance(x, (str, bytes)):
+        raise ValueError(f"{name} must be a real scalar, got {x!r}")
+    try:
+        ndim, dtype = jnp.ndim(x), jnp.result_type(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real scalar, got {x!r}") from None
+    if ndim != 0:
         raise ValueError(f"{name} must be a real scalar, got an array of shape {jnp.shape(x)}")
-    if not (jnp.issubdtype(jnp.result_type(x), jnp.floating)
-            or jnp.issubdtype(jnp.result_type(x), jnp.integer)):
-        raise ValueError(f"{name} must be a real scalar, got dtype {jnp.result_type(x)}")
-    value = _concrete(x)
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise ValueError(f"{name} must be a real scalar, got dtype {dtype}")
+    value = concrete(x)
     return None if value is None else float(value)
-
-
-def _check_finite_tree(tree: PyTree, name: str) -> None:
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        value = _concrete(leaf)
-        if value is not None and not np.all(np.isfinite(value)):
-            where = jax.tree_util.keystr(path) or "(array)"
-            raise ValueError(f"{name} must be finite; {name}{where} contains NaN or Inf")
-
-
-def _as_float_leaf(leaf: Any) -> jax.Array:
-    leaf = jnp.asarray(leaf)
-    if not jnp.issubdtype(leaf.dtype, jnp.inexact):
-        leaf = leaf.astype(jnp.float64)
-    if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
-        raise ValueError(f"u0 must be real, got a leaf of dtype {leaf.dtype}")
-    return leaf
 
 
 @functools.lru_cache(maxsize=256)
@@ -91,21 +81,14 @@ def _compiled_cached(loss: Callable, method: str, treedef: Any, avals: tuple) ->
 def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callable:
     """The jitted iteration for one (loss, method, tree structure, leaf shapes and dtypes).
 
-    Checks once, with `jax.eval_shape`, that `loss` is real-scalar-valued; the cache makes the
-    check (and the trace) happen once, so sweeps over `eta` and `beta` never retrace.
+    Checks once, with `jax.eval_shape`, that `loss` traces to a real scalar at these shapes; the
+    cache makes the check (and the trace) happen once, so sweeps over `eta` and `beta` never
+    retrace.
     """
     example = jax.tree_util.tree_unflatten(
         treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
     )
-    out = jax.eval_shape(loss, example)
-    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
-        got = f"shape {out.shape}" if isinstance(out, jax.ShapeDtypeStruct) else repr(out)
-        raise ValueError(
-            f"loss must return a real scalar (shape ()), got {got}; "
-            "reduce it (e.g. with jnp.sum or jnp.mean)"
-        )
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise ValueError(f"loss must return a real floating scalar, got dtype {out.dtype}")
+    check_loss_structure(loss, example, "u0")
 
     grad = jax.grad(loss)
     lookahead = _LOOKAHEAD[method]
@@ -141,6 +124,7 @@ def iterates(
     eta: float | jax.Array,
     num_steps: int,
     v0: PyTree | None = None,
+    check_finite: bool = True,
 ) -> PyTree:
     r"""The iterates $u_0, u_1, \dots, u_K$ of gradient descent, heavy ball or Nesterov.
 
@@ -169,6 +153,9 @@ def iterates(
     - `num_steps`: the number $K \ge 1$ of steps.
     - `v0`: the initial velocity $u_0 - u_{-1}$, a pytree like `u0`; ``None`` (default) means
       from rest.  With ``"gd"`` ($\beta = 0$) it has no effect.
+    - `check_finite`: raise `DivergenceError` if an iterate is NaN or Inf (default).  Pass
+      ``False`` to get the non-finite iterates back, e.g. to study where a method diverges.
+      Skipped inside `jax.jit`/`jax.vmap`.
 
     **Returns:**
 
@@ -179,8 +166,13 @@ def iterates(
 
     `ValueError` if `method` is unknown, `beta` is outside $[0, 1)$ (or nonzero for ``"gd"``),
     `eta` is not finite and positive, `num_steps` is not a positive int, `u0` or `v0` has NaN or
-    Inf, `v0` does not match `u0`, or `loss` is not real-scalar-valued.
+    Inf, `v0` does not match `u0`, or `loss` is not a JAX function returning a real scalar that
+    is finite at `u0` (with a finite gradient, and no index outside `u0`).
+    `DivergenceError` (a `RuntimeError`) if an iterate is not finite, with the first bad step
+    and the stability limit of the method on a quadratic.  `RuntimeError` if JAX is not in
+    float64 mode.
     """
+    require_float64("hbflow.iterates")
     if not isinstance(method, str) or method not in _LOOKAHEAD:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
 
@@ -202,12 +194,8 @@ def iterates(
     if num_steps < 1:
         raise ValueError(f"num_steps must be a positive int (>= 1), got {num_steps}")
 
+    u0 = as_float_tree(u0, "u0")
     leaves, treedef = jax.tree_util.tree_flatten(u0)
-    if not leaves:
-        raise ValueError("u0 must contain at least one array")
-    leaves = [_as_float_leaf(x) for x in leaves]
-    u0 = jax.tree_util.tree_unflatten(treedef, leaves)
-    _check_finite_tree(u0, "u0")
 
     if v0 is None:
         v0 = jax.tree_util.tree_map(jnp.zeros_like, u0)
@@ -215,14 +203,18 @@ def iterates(
         v_leaves, v_treedef = jax.tree_util.tree_flatten(v0)
         if v_treedef != treedef:
             raise ValueError(f"v0 must have the tree structure of u0 ({treedef}), got {v_treedef}")
-        v_leaves = [jnp.asarray(v, dtype=u.dtype) for v, u in zip(v_leaves, leaves)]
+        try:
+            v_leaves = [jnp.asarray(v, dtype=u.dtype) for v, u in zip(v_leaves, leaves)]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"v0 must be an array (or pytree) of real numbers, got {v0!r}"
+            ) from None
         for v, u in zip(v_leaves, leaves):
             if v.shape != u.shape:
                 raise ValueError(
                     f"v0 must have the shapes of u0: got {v.shape}, expected {u.shape}"
                 )
-        v0 = jax.tree_util.tree_unflatten(treedef, v_leaves)
-        _check_finite_tree(v0, "v0")
+        v0 = as_float_tree(jax.tree_util.tree_unflatten(treedef, v_leaves), "v0")
 
     dtype = jnp.result_type(*leaves)
     avals = tuple((x.shape, x.dtype) for x in leaves)
@@ -232,10 +224,154 @@ def iterates(
         run = _compiled(loss, method, treedef, avals)
     else:
         run = _compiled_cached(loss, method, treedef, avals)
-    return run(
+    if not is_traced(u0):
+        check_loss_values(loss, u0, name="u0")
+    us = run(
         u0,
         v0,
         jnp.asarray(beta, dtype=dtype),
         jnp.asarray(eta, dtype=dtype),
         num_steps=num_steps,
     )
+    if check_finite and not is_traced(us):
+        step = first_non_finite(us)
+        if step is not None:
+            raise DivergenceError(
+                divergence_message(loss, u0, method, beta_value, eta_value, step),
+                step=step,
+            )
+    return us
+
+
+def first_non_finite(us: PyTree) -> int | None:
+    """The first index $k$ of the leading axis at which some leaf of `us` is NaN or Inf."""
+    bad = None
+    for leaf in jax.tree_util.tree_leaves(us):
+        arr = np.asarray(leaf)
+        rows = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+        if rows.any():
+            k = int(np.flatnonzero(rows)[0])
+            bad = k if bad is None else min(bad, k)
+    return bad
+
+
+class DivergenceError(RuntimeError):
+    """The iterates of a method became NaN or Inf.
+
+    `step` is the first $k$ with $u_k$ not finite (``None`` if unknown).
+    """
+
+    def __init__(self, message: str, *, step: int | None = None):
+        super().__init__(message)
+        self.step = step
+
+
+def stability_limit(method: str, beta: float, curvature: float) -> float:
+    r"""The largest stable step size of `method` on a quadratic with top Hessian eigenvalue $L$.
+
+    On $L(u) = \tfrac12 u\cdot Hu$ the iterates decouple along the eigenvectors of $H$; along
+    one with eigenvalue $\lambda > 0$, with $h = \eta\lambda$, the characteristic polynomials of
+    the recursion (MATH.md §1) are
+
+    - HB: $z^2 - (1+\beta-h)z + \beta$, whose roots lie in the unit disc (for
+      $0 \le \beta < 1$) iff $0 < h < 2(1+\beta)$;
+    - NAG: $z^2 - (1+\beta)(1-h)z + \beta(1-h)$; the Jury conditions give
+      $0 < h < 2(1+\beta)/(1+2\beta)$ (the condition $|\beta(1-h)| < 1$ is weaker);
+    - GD: $z - (1 - h)$, stable iff $0 < h < 2$.
+
+    So the iterates are stable iff $\eta < c/L$ with $c = 2(1+\beta)$ for HB,
+    $2(1+\beta)/(1+2\beta)$ for NAG and $2$ for GD.  For a non-quadratic loss this is a local
+    guide, with $L$ the largest curvature met along the path.
+
+    **Returns:** $c/L$ (``inf`` if $L \le 0$).
+    """
+    if method == "gd":
+        c = 2.0
+    elif method == "nag":
+        c = 2.0 * (1.0 + beta) / (1.0 + 2.0 * beta)
+    else:
+        c = 2.0 * (1.0 + beta)
+    return c / curvature if curvature > 0 else math.inf
+
+
+_LIMIT_FORMULA = {
+    "hb": "2(1+beta)/L_max",
+    "nag": "2(1+beta)/((1+2 beta) L_max)",
+    "gd": "2/L_max",
+}
+
+
+def divergence_message(
+    loss: Callable, u0: PyTree, method: str, beta: float | None, eta: float | None, step: int
+) -> str:
+    """Why the iterates diverged at `step`: the step, and the stability limit at `u0`."""
+    where = f"u_{step} is the first iterate with NaN or Inf"
+    if eta is not None:
+        where += f" (t = {step * eta:.6g})"
+    head = f"the {method} iterates diverge"
+    if eta is not None and beta is not None:
+        head += f" for eta={eta:g}, beta={beta:g}"
+    message = f"{head}: {where}."
+    try:
+        curvature = hessian_norm(loss, u0)
+    except Exception:  # noqa: BLE001 - the estimate is a hint; the divergence is the error
+        curvature = math.nan
+    if beta is None or not math.isfinite(curvature) or curvature <= 0:
+        return message + " Use a smaller eta."
+    limit = stability_limit(method, 0.0 if method == "gd" else beta, curvature)
+    message += (
+        f" At u0 the Hessian has |grad^2 L| = L_max ~ {curvature:.4g} (power iteration); on a "
+        f"quadratic the {method} iterates are stable only for eta < {_LIMIT_FORMULA[method]}"
+        f" = {limit:.4g} here (for other losses this is a local guide: L_max is the largest "
+        "curvature along the path)."
+    )
+    if eta is not None and eta < limit:
+        message += (
+            " This eta is below that limit at u0, so the curvature grows along the path: "
+            "use a smaller eta."
+        )
+    else:
+        message += f" Use eta < {limit:.4g}."
+    return message
+
+
+@functools.lru_cache(maxsize=64)
+def _hessian_norm_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) -> Callable:
+    return _hessian_norm_fn_uncached(loss, treedef, shapes, iters)
+
+
+def _hessian_norm_fn_uncached(loss, treedef, shapes, iters=40):
+    example = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s) for s in shapes])
+    _, unravel = ravel_pytree(example)
+    grad = jax.grad(lambda x: loss(unravel(x)))
+
+    def norm_at(x, v):
+        def hvp(w):
+            return jax.jvp(grad, (x,), (w,))[1]
+
+        def body(_, w):
+            hw = hvp(w)
+            return hw / jnp.maximum(jnp.linalg.norm(hw), 1e-300)
+
+        w = jax.lax.fori_loop(0, iters, body, v / jnp.linalg.norm(v))
+        return jnp.linalg.norm(hvp(w))
+
+    return jax.jit(jax.vmap(norm_at))
+
+
+def hessian_norms(loss: Callable, u0: PyTree, points: np.ndarray) -> np.ndarray:
+    r"""$\|\nabla^2 L\|$ (power iteration, 40 steps) at flat `points` shaped like `u0` raveled."""
+    points = jnp.asarray(points, dtype=jnp.float64)
+    start = jax.random.normal(jax.random.key(0), points.shape, dtype=points.dtype)
+    leaves, treedef = jax.tree_util.tree_flatten(u0)
+    shapes = tuple(jnp.shape(x) for x in leaves)
+    try:
+        fn = _hessian_norm_fn(loss, treedef, shapes)
+    except TypeError:  # unhashable loss
+        fn = _hessian_norm_fn_uncached(loss, treedef, shapes)
+    return np.asarray(fn(points, start))
+
+
+def hessian_norm(loss: Callable, u0: PyTree) -> float:
+    r"""$\|\nabla^2 L(u_0)\|$ by power iteration."""
+    return float(hessian_norms(loss, u0, ravel_pytree(u0)[0][None])[0])

@@ -66,13 +66,24 @@ def check_beta(beta, method: str | None = None) -> float:
     return value
 
 
+def check_count(n, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+    return int(n)
+
+
+def _checked(method: str, beta) -> tuple[str, float]:
+    method = check_method(method)
+    return method, check_beta(beta, method)
+
+
 def _check_alpha(alpha) -> None:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, np.integer)) or alpha < 1:
         raise ValueError(f"order alpha must be an integer >= 1, got {alpha!r}")
 
 
 def _empty_table(num_pieces: int) -> np.ndarray:
-    return np.zeros((num_pieces, 0), dtype=np.float64)
+    return np.zeros((check_count(num_pieces, "num_pieces"), 0), dtype=np.float64)
 
 
 class AbstractContinuousModel(eqx.Module):
@@ -95,6 +106,7 @@ class AbstractContinuousModel(eqx.Module):
     def coefficients(self, method: str, beta: float, num_pieces: int) -> np.ndarray:
         """Float64 table of shape ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$.
         """
+        _checked(method, beta)
         return _empty_table(num_pieces)
 
     def initial_state(self, g: Callable, u0: Float[Array, " d"]) -> PyTree:
@@ -123,6 +135,7 @@ class GradientFlow(AbstractContinuousModel):
     name: ClassVar[str] = "gf"
 
     def order(self, method: str, beta: float) -> int:
+        method, beta = _checked(method, beta)
         return 1 if beta == 0 else 0
 
     def vector_field(self, g, t, y, eta, beta, row):
@@ -149,6 +162,7 @@ class RescaledGradientFlow(AbstractContinuousModel):
     name: ClassVar[str] = "rgf"
 
     def order(self, method: str, beta: float) -> int:
+        _checked(method, beta)
         return 1
 
     def vector_field(self, g, t, y, eta, beta, row):
@@ -176,6 +190,7 @@ class _AbstractSecondOrder(AbstractContinuousModel):
         return y[0]
 
     def order(self, method: str, beta: float) -> int:
+        _checked(method, beta)
         return 1
 
 
@@ -210,6 +225,8 @@ class KovachkiStuartODE(_AbstractSecondOrder):
     name: ClassVar[str] = "ks2"
 
     def coefficients(self, method, beta, num_pieces):
+        method, beta = _checked(method, beta)
+        num_pieces = check_count(num_pieces, "num_pieces")
         return np.full((num_pieces, 1), _kovachki_stuart_mass(method, beta), dtype=np.float64)
 
 
@@ -242,7 +259,8 @@ class MomentumGradientFlow(_AbstractSecondOrder):
     name: ClassVar[str] = "mgf"
 
     def coefficients(self, method, beta, num_pieces):
-        return np.ones((num_pieces, 1), dtype=np.float64)
+        _checked(method, beta)
+        return np.ones((check_count(num_pieces, "num_pieces"), 1), dtype=np.float64)
 
 
 class _AbstractBSeriesFlow(AbstractContinuousModel):
@@ -320,11 +338,12 @@ class SteadyStateFlow(_AbstractBSeriesFlow):
         return f"steady{self.alpha}"
 
     def order(self, method: str, beta: float) -> int:
+        method, beta = _checked(method, beta)
         return int(self.alpha) if beta == 0 else 1
 
     def coefficients(self, method, beta, num_pieces):
-        method = check_method(method)
-        beta = check_beta(beta, method)
+        method, beta = _checked(method, beta)
+        num_pieces = check_count(num_pieces, "num_pieces")
         values = counter_terms(int(self.alpha), method).steady_state_values(beta)
         values = _check_table(values, (len(self.trees),), f"{self.name} steady-state values")
         return np.broadcast_to(values, (num_pieces, len(values))).copy()
@@ -369,13 +388,14 @@ class HeavyBallFlow(_AbstractBSeriesFlow):
         return f"hbf{self.alpha}"
 
     def order(self, method: str, beta: float) -> int:
+        _checked(method, beta)
         return int(self.alpha)
 
     def coefficients(self, method, beta, num_pieces):
-        method = check_method(method)
-        beta = check_beta(beta, method)
-        table = counter_terms(int(self.alpha), method).coefficient_table(beta, int(num_pieces))
-        return _check_table(table, (int(num_pieces), len(self.trees)), f"{self.name} b_k table")
+        method, beta = _checked(method, beta)
+        num_pieces = check_count(num_pieces, "num_pieces")
+        table = counter_terms(int(self.alpha), method).coefficient_table(beta, num_pieces)
+        return _check_table(table, (num_pieces, len(self.trees)), f"{self.name} b_k table")
 
 
 _FIXED = {

@@ -1,0 +1,206 @@
+r"""Checks shared by the numerical entry points: float64, starting points and losses.
+
+Each check raises `ValueError` with a message that names the parameter and what it must be, so
+that a researcher who calls hbflow from a test suite or a long sweep learns what to change
+without reading a traceback.  Checks on values are skipped when the value is traced (inside
+`jax.jit` or `jax.vmap`); checks on shapes and dtypes always run.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+__all__ = [
+    "require_float64",
+    "as_float_tree",
+    "check_loss",
+    "check_loss_structure",
+    "check_loss_values",
+    "concrete",
+    "is_traced",
+]
+
+PyTree = Any
+
+# Errors JAX raises when a Python function inspects the values of its traced argument.
+_NOT_TRACEABLE = (
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.ConcretizationTypeError,
+)
+
+
+def require_float64(what: str) -> None:
+    """Refuse to run `what` unless JAX computes in float64.
+
+    hbflow switches ``jax_enable_x64`` on when it is imported; this catches a later switch-off
+    (``jax.config.update("jax_enable_x64", False)`` or a ``jax.enable_x64(False)`` block).
+
+    **Raises:** `RuntimeError` with the explanation and the fix.
+    """
+    if jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.dtype("float64"):
+        raise RuntimeError(
+            f"{what} needs float64, but JAX is computing in float32 (jax_enable_x64 was "
+            "switched off after hbflow was imported). In float32, round-off (about 1e-7) "
+            "swamps the discretisation errors an order study measures, so errors and fitted "
+            "slopes would be meaningless. Switch float64 back on with "
+            "jax.config.update('jax_enable_x64', True)."
+        )
+
+
+def concrete(x: Any) -> np.ndarray | None:
+    """`x` as a NumPy array, or ``None`` if it is a tracer (inside `jit`/`vmap`/`grad`)."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def is_traced(tree: PyTree) -> bool:
+    """Whether any leaf of `tree` is a JAX tracer."""
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
+
+
+def _where(path) -> str:
+    return jax.tree_util.keystr(path) if path else ""
+
+
+def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
+    """`tree` with every leaf a real floating JAX array, checked to be finite where concrete.
+
+    Integer and boolean leaves become float64; with `float64` every leaf does.
+
+    **Raises:** `ValueError` naming `name` if the tree has no entries, a leaf is not an array of
+    real numbers (a string, ``None``, complex), or a concrete leaf holds NaN or Inf.
+    """
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    if not paths_leaves:
+        raise ValueError(
+            f"{name} must be an array (or a pytree of arrays) of real numbers, got {tree!r}"
+        )
+    leaves = []
+    for path, leaf in paths_leaves:
+        where = f"{name}{_where(path)}"
+        if isinstance(leaf, (str, bytes)) or leaf is None:
+            raise ValueError(f"{where} must be an array of real numbers, got {leaf!r}")
+        try:
+            arr = jnp.asarray(leaf)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be an array of real numbers, got {leaf!r}") from None
+        if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+            raise ValueError(f"{where} must be real, got dtype {arr.dtype}")
+        if not jnp.issubdtype(arr.dtype, jnp.number) and arr.dtype != jnp.bool_:
+            raise ValueError(f"{where} must be an array of real numbers, got dtype {arr.dtype}")
+        if float64 or not jnp.issubdtype(arr.dtype, jnp.floating):
+            arr = arr.astype(jnp.float64)
+        leaves.append(arr)
+    if sum(int(np.prod(x.shape)) for x in leaves) == 0:
+        raise ValueError(f"{name} must have at least one entry, got only empty arrays")
+    for (path, _), leaf in zip(paths_leaves, leaves):
+        value = concrete(leaf)
+        if value is not None and not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} must be finite; {name}{_where(path)} contains NaN or Inf")
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _shapes(tree: PyTree) -> str:
+    shapes = [tuple(jnp.shape(x)) for x in jax.tree_util.tree_leaves(tree)]
+    return f"shape {shapes[0]}" if len(shapes) == 1 else f"leaf shapes {shapes}"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def check_loss_structure(loss: Callable, example: PyTree, name: str) -> None:
+    """Check, without evaluating it, that `loss` traces at `example` to a real scalar.
+
+    `example` may hold arrays or `jax.ShapeDtypeStruct`s.
+
+    **Raises:** `ValueError` if `loss` is not callable, cannot be traced by JAX, fails at the
+    shape of `example` (a start of the wrong shape), or does not return a real float scalar.
+    """
+    if not callable(loss):
+        raise ValueError(f"loss must be a callable returning a real scalar, got {loss!r}")
+    try:
+        out = jax.eval_shape(loss, example)
+    except _NOT_TRACEABLE as err:
+        raise ValueError(
+            f"loss is not traceable by JAX ({_first_line(err)}). hbflow differentiates the "
+            "loss with jax.grad, so it must be written with jax.numpy: no np.asarray or float() "
+            "of its argument, and no Python if/while on its values (use jnp.where or "
+            "jax.lax.cond)"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - any failure at this shape is a bad loss or start
+        raise ValueError(
+            f"loss cannot be evaluated at {name} ({_shapes(example)}): {_first_line(err)}; "
+            f"check that {name} has the shape the loss expects"
+        ) from None
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        got = f"shape {out.shape}" if isinstance(out, jax.ShapeDtypeStruct) else repr(out)
+        raise ValueError(
+            f"loss must return a real scalar (shape ()), got {got}; "
+            "reduce it (e.g. with jnp.sum or jnp.mean)"
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"loss must return a real floating scalar, got dtype {out.dtype}")
+
+
+def _checked_value_and_grad(loss: Callable) -> Callable:
+    return checkify.checkify(jax.value_and_grad(loss), errors=checkify.index_checks)
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_value_and_grad_cached(loss: Callable, treedef: Any, avals: tuple) -> Callable:
+    return jax.jit(_checked_value_and_grad(loss))
+
+
+def check_loss(loss: Callable, u0: PyTree, *, name: str = "x0") -> None:
+    """`check_loss_structure` at `u0`, then `check_loss_values` unless `u0` is traced.
+
+    **Raises:** `ValueError` naming `name`.
+    """
+    check_loss_structure(loss, u0, name)
+    if not is_traced(u0):
+        check_loss_values(loss, u0, name=name)
+
+
+def check_loss_values(loss: Callable, u0: PyTree, *, name: str = "x0") -> None:
+    r"""Check that $L(u_0)$ and $\nabla L(u_0)$ are finite and that `loss` stays inside `u0`.
+
+    Evaluates $L$ and $\nabla L$ once at the concrete `u0`, with JAX's out-of-bounds index
+    checks on: JAX clamps out-of-range indices silently, so a loss that reads ``u[2]`` of a
+    start of length 2 would otherwise run.  Compiled once per (loss, tree structure, shapes)
+    when `loss` is hashable.
+
+    **Raises:** `ValueError` naming `name`.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(u0)
+    avals = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
+    try:
+        fn = _checked_value_and_grad_cached(loss, treedef, avals)
+    except TypeError:  # an unhashable loss (e.g. an equinox module holding arrays)
+        fn = _checked_value_and_grad(loss)
+    with jax.ensure_compile_time_eval():
+        err, (value, grad) = fn(u0)
+    message = err.get()
+    if message:
+        raise ValueError(
+            f"loss indexes outside {name} ({_shapes(u0)}): {message.splitlines()[0].strip()} "
+            f"Check that {name} has the shape the loss expects"
+        )
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"loss must be finite at {name}, got {value}")
+    flat = np.concatenate([np.ravel(np.asarray(g)) for g in jax.tree_util.tree_leaves(grad)])
+    if not np.all(np.isfinite(flat)):
+        raise ValueError(f"the gradient of the loss must be finite at {name}, got NaN or Inf")
