@@ -54,15 +54,36 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", help="also save a plot")
     p.add_argument("--rtol", default="1e-12", help="solver relative tolerance (default 1e-12)")
     p.add_argument("--atol", default="1e-12", help="solver absolute tolerance (default 1e-12)")
+    p.add_argument(
+        "--max-steps", default="4096", help="most solver steps on one piece (default 4096)"
+    )
     p.set_defaults(run=run_order)
     return p
 
 
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
+_RANGES = {
+    "beta": "in [0, 1)",
+    "etas": "> 0",
+    "horizon": "> 0",
+    "rtol": "> 0",
+    "atol": "> 0",
+    "x0": "(finite)",
+}
+
+
 def _float(text: str, name: str) -> float:
+    where = f" {_RANGES[name]}" if name in _RANGES else ""
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise ValueError(f"--{name} must be a number, got {text!r}") from None
+        raise ValueError(f"--{name} must be a number{where}, got {text!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"--{name} must be finite, got {text!r}")
     return value
@@ -73,6 +94,16 @@ def _floats(text: str, name: str) -> list[float]:
     if not parts:
         raise ValueError(f"--{name} must be a comma-separated list of numbers, got {text!r}")
     return [_float(s, name) for s in parts]
+
+
+def _int(text: str, name: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"--{name} must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"--{name} must be an integer >= 1, got {text!r}")
+    return value
 
 
 def _load_loss(spec: str):
@@ -94,13 +125,17 @@ def _load_loss(spec: str):
 
 
 def run_order(args: argparse.Namespace) -> int:
-    """Run ``hbflow order`` with parsed arguments; print the table or JSON. Returns 0.
+    """Run ``hbflow order`` with parsed arguments; print the table or JSON.
+
+    Returns 0, or 1 if some runs failed (diverging iterates, a failed solve): then the partial
+    table or JSON is still printed (and plotted with ``--plot``), and the failures go to stderr.
+    Progress goes to stderr when it is a terminal and the format is text.
 
     **Raises:** `ValueError` for bad input (the caller prints it, without traceback).
     """
     try:
         return _run(args)
-    except RuntimeError as err:  # a solver failure or diverging iterates: report, no traceback
+    except RuntimeError as err:  # e.g. float64 switched off: report, no traceback
         print(f"hbflow: error: {err}", file=sys.stderr)
         return 1
 
@@ -108,7 +143,7 @@ def run_order(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
 
-    from ._compare import compare
+    from ._compare import OrderStudyError, compare
     from ._models import check_method, model_from_name
     from ._problems import DEFAULT_PROBLEM, get_problem, problem_names
 
@@ -137,6 +172,7 @@ def _run(args: argparse.Namespace) -> int:
     rtol, atol = _float(args.rtol, "rtol"), _float(args.atol, "atol")
     if rtol <= 0 or atol <= 0:
         raise ValueError("--rtol and --atol must be > 0")
+    max_steps = _int(args.max_steps, "max-steps")
 
     if args.loss:
         loss = _load_loss(args.loss)
@@ -153,13 +189,23 @@ def _run(args: argparse.Namespace) -> int:
         label = problem.name
     if args.x0 is not None:
         x0 = jnp.asarray(_floats(args.x0, "x0"), dtype=jnp.float64)
+        if not args.loss:
+            _check_x0_fits(x0, problem)
     else:
         x0 = problem.x0
+    if args.plot and not os.path.splitext(args.plot)[1]:
+        raise ValueError(f"--plot must be a file name with a suffix such as .png, got "
+                         f"{args.plot!r}")
 
-    study = compare(
-        loss, x0, method=method, beta=beta, etas=etas, horizon=horizon, models=models,
-        rtol=rtol, atol=atol,
-    )
+    progress = args.format == "text" and _stderr_is_terminal()
+    failed = None
+    try:
+        study = compare(
+            loss, x0, method=method, beta=beta, etas=etas, horizon=horizon, models=models,
+            rtol=rtol, atol=atol, max_steps=max_steps, progress=progress,
+        )
+    except OrderStudyError as err:  # print what was computed, then the failures
+        study, failed = err.study, err
     if args.format == "json":
         data = study.to_json()
         data = {"problem": label, **data}
@@ -176,4 +222,24 @@ def _run(args: argparse.Namespace) -> int:
     for warning in study.warnings:
         if args.format == "json":
             print(f"hbflow: warning: {warning}", file=sys.stderr)
+    if failed is not None:
+        print(f"hbflow: error: {failed}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _check_x0_fits(x0, problem) -> None:
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(problem.x0)
+    if len(leaves) != 1:
+        raise ValueError(
+            f"--x0 cannot set the start of {problem.name}: its parameters are a pytree of "
+            f"{len(leaves)} arrays; drop --x0, or use --loss with your own module"
+        )
+    size = int(leaves[0].size)
+    if x0.shape != (size,) or leaves[0].ndim != 1:
+        raise ValueError(
+            f"--x0 must have {size} numbers for problem {problem.name} (its start is "
+            f"{', '.join(f'{v:g}' for v in leaves[0].ravel().tolist())}), got {x0.shape[0]}"
+        )

@@ -45,7 +45,15 @@ def _shown(ct: CounterTerms, tree, *, k, beta, steady_state: bool) -> list[tuple
     return [(j, _pretty(sympy.together(p))) for j, p in sorted(groups.items()) if p != 0]
 
 
+def _check_counter_terms(ct) -> None:
+    if not isinstance(ct, CounterTerms):
+        raise ValueError(
+            f"expected the CounterTerms of hbflow.counter_terms(order, method), got {ct!r}"
+        )
+
+
 def _views(ct, k, beta, steady_state):
+    _check_counter_terms(ct)
     if k is not None and steady_state:
         raise ValueError("give either k or steady_state, not both")
     value = parse_beta(beta)
@@ -161,6 +169,7 @@ def to_json_data(ct: CounterTerms, *, k=None, beta=None, steady_state: bool = Fa
     ``sympy.sympify(s, locals={"beta": sympy.Symbol("beta"), "k": sympy.Symbol("k")})``; without
     `locals`, sympify reads ``beta`` as the Beta function.
     """
+    _check_counter_terms(ct)
     if k is not None and steady_state:
         raise ValueError("give either k or steady_state, not both")
     value = parse_beta(beta)

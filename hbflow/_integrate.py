@@ -46,7 +46,7 @@ _MESSAGES = {
 
 
 class SolveError(RuntimeError):
-    """A continuous model could not be solved: which model, which piece, and what to change.
+    r"""A continuous model could not be solved: which model, which piece, and what to change.
 
     Attributes: `model` (its name), `piece` (the first failing $k$, solving on
     $[k\eta, (k+1)\eta]$), `eta`, `beta`.
@@ -251,12 +251,23 @@ def _solve(model, loss, u0, *, method, beta, eta, num_pieces, rtol, atol, solver
     if failed.size and (first_bad is None or int(failed[0]) <= first_bad):
         k = int(failed[0])
         reason = _MESSAGES[int(codes[k])].format(max_steps=max_steps)
+        before, after = np.linalg.norm(xs[k]), np.linalg.norm(xs[k + 1])
+        if not np.isfinite(after) or after > 1e3 * (1.0 + before):
+            advice = (
+                f"|u| grows from {before:.3g} to {after:.3g} on this piece, so the flow "
+                "probably blows up in finite time: shorten the horizon, use a smaller eta, or "
+                "a lower-order model"
+            )
+        else:
+            advice = (
+                f"raise max_steps (now {max_steps}), loosen rtol/atol (now {rtol:g}/{atol:g}), "
+                f"or use a smaller eta (the field of {name} is large or stiff where "
+                "eta*|grad^2 L|/(1-beta)^2 is not small)"
+            )
         raise SolveError(
             f"model {name}: the solve failed on piece k={k} (t in [{k * eta:.6g}, "
             f"{(k + 1) * eta:.6g}]) with eta={eta:g}, beta={beta:g}: {reason}. What to change: "
-            f"raise max_steps (now {max_steps}), loosen rtol/atol (now {rtol:g}/{atol:g}), or "
-            f"use a smaller eta (the field of {name} is large or stiff where "
-            "eta*|grad^2 L|/(1-beta)^2 is not small)",
+            f"{advice}",
             model=name, piece=k, eta=eta, beta=beta,
         )
     if first_bad is not None:

@@ -19,7 +19,13 @@ def plot_order_study(study: OrderStudy, path: str | Path) -> Path:
     $\|u(t_k)-u_k\|$ along the trajectory for the smallest $\eta$.
 
     **Returns:** the path written.
+
+    **Raises:** `ValueError` if `study` is not an `OrderStudy` or `path` has no suffix.
     """
+    if not isinstance(study, OrderStudy):
+        raise ValueError(f"study must be an OrderStudy (from hbflow.compare), got {study!r}")
+    if not isinstance(path, (str, Path)) or not Path(path).suffix:
+        raise ValueError(f"path must be a file name with a suffix such as .png, got {path!r}")
     import matplotlib
 
     matplotlib.use("Agg")

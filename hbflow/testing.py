@@ -1,0 +1,151 @@
+r"""Helpers for your own test suites: error-order regression tests in one line.
+
+```python
+from hbflow.testing import assert_error_order
+
+def test_hbf3_follows_my_method():
+    assert_error_order(my_loss, x0, method="hb", beta=0.5, etas=[0.04, 0.02, 0.01],
+                       model="hbf3", expected=3, tol=0.3)
+```
+
+The helper runs `hbflow.compare` for one model, checks that the solver error is far below the
+model error (otherwise the slope would measure the solver, not the model), and that the fitted
+order is within `tol` of the expected one.  When it fails, the `AssertionError` shows the error
+table (step size, max error, local slopes, solver error) and the fitted slope.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._compare import SOLVER_MARGIN, OrderStudy, OrderStudyError, compare
+from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
+
+__all__ = ["assert_error_order"]
+
+
+def assert_error_order(
+    loss: Callable,
+    x0: Any,
+    *,
+    method: str = "hb",
+    beta: float = 0.5,
+    etas: Sequence[float],
+    horizon: float | None = None,
+    model: str | AbstractContinuousModel = "hbf3",
+    expected: float | None = None,
+    tol: float = 0.3,
+    **compare_kwargs: Any,
+) -> OrderStudy:
+    r"""Assert that `model` follows the iterates with global error $O(\eta^{\text{expected}})$.
+
+    Runs `hbflow.compare(loss, x0, method=method, beta=beta, etas=etas, horizon=horizon,
+    models=[model], solver_check=True, **compare_kwargs)` and checks, in this order:
+
+    1. every run succeeded (no diverging iterates, no failed solve);
+    2. the solver error (a re-solve with 100× tighter tolerances) is at least
+       `SOLVER_MARGIN` (100) times below the model's error at every step size;
+    3. the least-squares slope of $\log\max_k\|u(t_k)-u_k\|$ against $\log\eta$ is within
+       `tol` of `expected`.
+
+    **Arguments:**
+
+    - `loss`, `x0`, `method`, `beta`: the problem and the discrete method, as in `compare`.
+    - `etas`: at least two sorted step sizes, ideally a geometric sequence small against
+      $(1-\beta)^2/\|\nabla^2 L\|$.
+    - `horizon`: the fixed horizon $T$, a multiple of every step size.  Default: the multiple of
+      the largest step size nearest to 1.
+    - `model`: a model name (``"hbf3"``, ``"rgf"``, …) or a model.
+    - `expected`: the expected order; default the model's stated order,
+      ``model.order(method, beta)``.
+    - `tol`: the largest accepted $|\text{slope} - \text{expected}|$, $> 0$.
+    - `compare_kwargs`: passed on to `compare` (`rtol`, `atol`, `solver`, `max_steps`, …).
+
+    **Returns:** the `OrderStudy`, for further checks.
+
+    **Raises:** `AssertionError` with the error table and the fitted slope if a check fails;
+    `ValueError` for bad arguments (as `compare`).
+    """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
+    for key in ("models", "solver_check", "progress"):
+        if key in compare_kwargs:
+            raise ValueError(f"assert_error_order sets {key} itself; do not pass {key}=")
+    method = check_method(method)
+    beta = check_beta(beta, method)
+    if isinstance(model, str):
+        model = model_from_name(model)
+    if not isinstance(model, AbstractContinuousModel):
+        raise ValueError(f"model must be a model name (e.g. 'hbf3') or a model, got {model!r}")
+    if expected is None:
+        expected = model.order(method, beta)
+    if isinstance(expected, bool) or not isinstance(expected, (int, float, np.number)):
+        raise ValueError(f"expected must be a number (the expected order), got {expected!r}")
+    if not (isinstance(tol, (int, float, np.number)) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    if horizon is None:
+        horizon = _default_horizon(etas)
+
+    try:
+        study = compare(loss, x0, method=method, beta=beta, etas=etas, horizon=horizon,
+                        models=[model], solver_check=True, **compare_kwargs)
+    except OrderStudyError as err:
+        raise AssertionError(
+            f"{model.name}: the order study did not complete:\n"
+            + _table(err.study, model.name, expected, tol)
+            + "\n"
+            + "\n".join(f"failed: eta={f.eta:g} {f.model or 'iterates'}: {f.message}"
+                        for f in err.study.failures)
+        ) from None
+
+    m = study.models[model.name]
+    if m.solver_flags.any():
+        bad = ", ".join(f"{e:g}" for e in study.etas[m.solver_flags])
+        raise AssertionError(
+            f"{model.name}: the solver error is not {SOLVER_MARGIN:g}x below the model error at "
+            f"eta = {bad}, so the slope would measure the solver, not the model; tighten "
+            "rtol/atol (pass them to assert_error_order) or use larger step sizes:\n"
+            + _table(study, model.name, expected, tol)
+        )
+    if not (math.isfinite(m.slope) and abs(m.slope - expected) <= tol):
+        raise AssertionError(
+            f"{model.name}: fitted order {m.slope:.3f} is not within {tol:g} of the expected "
+            f"{expected:g}:\n" + _table(study, model.name, expected, tol)
+        )
+    return study
+
+
+def _default_horizon(etas) -> float:
+    try:
+        largest = max(float(e) for e in etas)
+    except (TypeError, ValueError):
+        raise ValueError(f"etas must be a list of step sizes > 0, got {etas!r}") from None
+    if not (math.isfinite(largest) and largest > 0):
+        raise ValueError(f"etas must be a list of step sizes > 0, got {etas!r}")
+    return largest * max(1, round(1.0 / largest))
+
+
+def _table(study: OrderStudy, name: str, expected: float, tol: float) -> str:
+    m = study.models[name]
+    local = [math.nan, *np.asarray(m.local_slopes).tolist()]
+    rows = [("eta", "max error", "local slope", "solver error")]
+    for eta, err, slope, solver in zip(study.etas, m.max_errors, local, m.solver_errors):
+        rows.append((
+            f"{eta:.6g}",
+            f"{err:.4e}" if math.isfinite(err) else "failed",
+            f"{slope:.3f}" if math.isfinite(slope) else "-",
+            f"{solver:.2e}" if math.isfinite(solver) else "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    stderr = f" +- {m.slope_stderr:.3f}" if math.isfinite(m.slope_stderr) else ""
+    slope = f"{m.slope:.3f}{stderr}" if math.isfinite(m.slope) else "undefined"
+    lines.append(
+        f"  fitted slope {slope}; expected {expected:g} +- {tol:g} "
+        f"(method={study.method}, beta={study.beta:g}, horizon={study.horizon:g})"
+    )
+    lines.extend(f"  warning: {w}" for w in study.warnings)
+    return "\n".join(lines)
