@@ -33,12 +33,18 @@ from ._trees import trees_up_to as trees_up_to
 # --- numerics (methods, models, integration, comparison) ---
 from ._compare import ModelErrors as ModelErrors
 from ._compare import OrderStudy as OrderStudy
+from ._compare import OrderStudyError as OrderStudyError
+from ._compare import Progress as Progress
+from ._compare import RunFailure as RunFailure
 from ._compare import compare as compare
 from ._compare import fit_order as fit_order
 from ._differentials import elementary_differentials as elementary_differentials
 from ._integrate import ModelSolution as ModelSolution
+from ._integrate import SolveError as SolveError
 from ._integrate import solve_model as solve_model
+from ._methods import DivergenceError as DivergenceError
 from ._methods import iterates as iterates
+from ._methods import stability_limit as stability_limit
 from ._models import AbstractContinuousModel as AbstractContinuousModel
 from ._models import GradientFlow as GradientFlow
 from ._models import HeavyBallFlow as HeavyBallFlow

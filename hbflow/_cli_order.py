@@ -223,7 +223,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.format == "json":
             print(f"hbflow: warning: {warning}", file=sys.stderr)
     if failed is not None:
-        print(f"hbflow: error: {failed}", file=sys.stderr)
+        if args.format == "json":
+            print(f"hbflow: error: {failed}", file=sys.stderr)
+        else:  # the failures are already listed under the table
+            summary = str(failed).splitlines()[0].split(" (the partial")[0]
+            print(f"hbflow: error: {summary}; the failures are listed under the table",
+                  file=sys.stderr)
         return 1
     return 0
 

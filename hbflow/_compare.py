@@ -37,7 +37,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
 from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _check_count, _check_solver, _solve
-from ._methods import divergence_message, first_non_finite, hessian_norms, stability_limit
+from ._methods import divergence_message, first_non_finite, hessian_estimates, stability_limit
 from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
 from ._validate import as_float_tree, check_loss, require_float64
 
@@ -574,7 +574,8 @@ def compare(
         points = path[idx]
     else:
         points = np.asarray(ravel_pytree(x0)[0])[None]
-    hessian_norm = float(np.max(hessian_norms(loss, x0, points)))
+    norms, dominant = hessian_estimates(loss, x0, points)
+    hessian_norm = float(np.max(norms))
     lambda_h = lambdas * hessian_norm
     if np.any(lambda_h > LAMBDA_SMALL):
         worst = int(np.argmax(lambda_h))
@@ -587,15 +588,17 @@ def compare(
             + ("; near 1 or above, no first-order flow can follow the oscillations of the "
                "momentum iterates" if lambda_h[worst] > 0.5 else ""),
         )
-    limit = stability_limit(method, beta, hessian_norm)
+    # Only positive dominant eigenvalues bound L_max from below: no false alarms.
+    curvature = float(np.max(dominant, initial=0.0))
+    limit = stability_limit(method, beta, curvature)
     unstable = [float(e) for e in etas if e >= limit]
     if unstable:
         warnings.insert(
             0,
             f"eta = {', '.join(f'{e:g}' for e in unstable)} is at or above the stability limit "
-            f"{limit:.4g} of the {method} iterates on a quadratic with |grad^2 L| = "
-            f"{hessian_norm:.4g} (the largest found along the path): the iterates oscillate "
-            "with growing amplitude there; use smaller step sizes",
+            f"{limit:.4g} of the {method} iterates on a quadratic with largest Hessian "
+            f"eigenvalue {curvature:.4g} (the largest found along the path): the iterates "
+            "oscillate with growing amplitude there; use smaller step sizes",
         )
     study = OrderStudy(
         method=method,

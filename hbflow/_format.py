@@ -152,7 +152,8 @@ def field_latex(ct: CounterTerms, *, k=None, beta=None, steady_state: bool = Fal
         if parts:
             body = r" \\ &\qquad + ".join(parts)
             rows.append(rf"{eta}\Big\{{ {body} \Big\}}" if eta else body)
-    lhs = r"\dot u" if steady_state else r"\dot u = f_{k}(u)"
+    piece = "k" if k is None else str(k)
+    lhs = r"\dot u" if steady_state else rf"\dot u = f_{{{piece}}}(u)"
     if not rows:
         rows = ["0"]
     out = [r"\begin{align*}", rf"{lhs} &= {rows[0]} \\"]

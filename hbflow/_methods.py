@@ -313,10 +313,17 @@ def divergence_message(
         head += f" for eta={eta:g}, beta={beta:g}"
     message = f"{head}: {where}."
     try:
-        curvature = hessian_norm(loss, u0)
+        _, dominant = hessian_estimates(loss, u0, ravel_pytree(u0)[0][None])
+        curvature = float(dominant[0])
     except Exception:  # noqa: BLE001 - the estimate is a hint; the divergence is the error
         curvature = math.nan
-    if beta is None or not math.isfinite(curvature) or curvature <= 0:
+    if math.isfinite(curvature) and curvature < 0:
+        return message + (
+            f" At u0 the dominant Hessian eigenvalue is negative ({curvature:.4g}, power "
+            "iteration): the loss curves down there and the iterates can run away along that "
+            "direction for any eta; check that the loss is bounded below along the path."
+        )
+    if beta is None or not math.isfinite(curvature) or curvature == 0:
         return message + " Use a smaller eta."
     limit = stability_limit(method, 0.0 if method == "gd" else beta, curvature)
     message += (
@@ -336,16 +343,16 @@ def divergence_message(
 
 
 @functools.lru_cache(maxsize=64)
-def _hessian_norm_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) -> Callable:
-    return _hessian_norm_fn_uncached(loss, treedef, shapes, iters)
+def _hessian_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) -> Callable:
+    return _hessian_fn_uncached(loss, treedef, shapes, iters)
 
 
-def _hessian_norm_fn_uncached(loss, treedef, shapes, iters=40):
+def _hessian_fn_uncached(loss, treedef, shapes, iters=40):
     example = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s) for s in shapes])
     _, unravel = ravel_pytree(example)
     grad = jax.grad(lambda x: loss(unravel(x)))
 
-    def norm_at(x, v):
+    def top_at(x, v):
         def hvp(w):
             return jax.jvp(grad, (x,), (w,))[1]
 
@@ -354,24 +361,29 @@ def _hessian_norm_fn_uncached(loss, treedef, shapes, iters=40):
             return hw / jnp.maximum(jnp.linalg.norm(hw), 1e-300)
 
         w = jax.lax.fori_loop(0, iters, body, v / jnp.linalg.norm(v))
-        return jnp.linalg.norm(hvp(w))
+        hw = hvp(w)
+        return jnp.linalg.norm(hw), w @ hw  # |H| and the sign-carrying Rayleigh quotient
 
-    return jax.jit(jax.vmap(norm_at))
+    return jax.jit(jax.vmap(top_at))
 
 
-def hessian_norms(loss: Callable, u0: PyTree, points: np.ndarray) -> np.ndarray:
-    r"""$\|\nabla^2 L\|$ (power iteration, 40 steps) at flat `points` shaped like `u0` raveled."""
+def hessian_estimates(
+    loss: Callable, u0: PyTree, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""$\|\nabla^2 L\|$ and the dominant eigenvalue (with its sign) at flat `points`.
+
+    Power iteration (40 steps from a fixed random start) at each row of `points`, a point of
+    the raveled parameters of `u0`.  For a positive semi-definite Hessian the two agree and are
+    the largest eigenvalue $L_{\max}$; a negative dominant eigenvalue means the loss curves
+    down more strongly than up there.
+    """
     points = jnp.asarray(points, dtype=jnp.float64)
     start = jax.random.normal(jax.random.key(0), points.shape, dtype=points.dtype)
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     shapes = tuple(jnp.shape(x) for x in leaves)
     try:
-        fn = _hessian_norm_fn(loss, treedef, shapes)
+        fn = _hessian_fn(loss, treedef, shapes)
     except TypeError:  # unhashable loss
-        fn = _hessian_norm_fn_uncached(loss, treedef, shapes)
-    return np.asarray(fn(points, start))
-
-
-def hessian_norm(loss: Callable, u0: PyTree) -> float:
-    r"""$\|\nabla^2 L(u_0)\|$ by power iteration."""
-    return float(hessian_norms(loss, u0, ravel_pytree(u0)[0][None])[0])
+        fn = _hessian_fn_uncached(loss, treedef, shapes)
+    norms, dominant = fn(points, start)
+    return np.asarray(norms), np.asarray(dominant)

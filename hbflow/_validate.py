@@ -169,9 +169,24 @@ def check_loss(loss: Callable, u0: PyTree, *, name: str = "x0") -> None:
 
     **Raises:** `ValueError` naming `name`.
     """
-    check_loss_structure(loss, u0, name)
+    leaves, treedef = jax.tree_util.tree_flatten(u0)
+    avals = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
+    try:
+        _check_loss_structure_cached(loss, treedef, avals, name)
+    except TypeError as err:  # an unhashable loss: check without the cache
+        if "unhashable" not in str(err):
+            raise
+        check_loss_structure(loss, u0, name)
     if not is_traced(u0):
         check_loss_values(loss, u0, name=name)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_loss_structure_cached(loss: Callable, treedef: Any, avals: tuple, name: str) -> None:
+    example = jax.tree_util.tree_unflatten(
+        treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
+    )
+    check_loss_structure(loss, example, name)
 
 
 def check_loss_values(loss: Callable, u0: PyTree, *, name: str = "x0") -> None:

@@ -96,3 +96,9 @@ def test_console_entry_point_in_a_subprocess():
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert "beta must be in [0, 1)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_latex_names_the_piece(capsys):
+    code, out, _ = run(capsys, "derive", "--order", "2", "--k", "0", "--format", "latex")
+    # piece 0 of heavy ball is one explicit Euler step: -∇L + (η/2) H∇L  (HLW IX.1)
+    assert code == 0 and r"\dot u = f_{0}(u)" in out and r"\frac{1}{2}" in out

@@ -15,10 +15,8 @@ import numpy as np
 import pytest
 
 import hbflow
+from hbflow import DivergenceError, OrderStudyError, SolveError, stability_limit
 from hbflow._cli import main
-from hbflow._compare import OrderStudyError
-from hbflow._integrate import SolveError
-from hbflow._methods import DivergenceError, stability_limit
 
 
 def quadratic(u):

@@ -2,6 +2,7 @@
 
 import re
 
+import diffrax
 import jax.numpy as jnp
 import pytest
 
@@ -38,12 +39,13 @@ def test_wrong_expected_order_fails_with_the_table():
 
 
 def test_loose_solver_fails_the_solver_check():
-    # At rtol = atol = 1e-6 the solver error is not 100x below hbf2's error: the slope would
-    # measure the solver.
+    # A second-order solver at rtol = atol = 1e-4 has errors within 100x of hbf2's (the default
+    # Tsit5 is so accurate on these short pieces that loose tolerances barely show): the slope
+    # would measure the solver, so the helper fails even though the slope looks right.
     with pytest.raises(AssertionError, match=r"hbf2: the solver error is not 100x below the "
-                       r"model error at eta = .*tighten rtol/atol"):
+                       r"model error at eta = 0\.04, 0\.02, 0\.01.*tighten rtol/atol"):
         assert_error_order(PROBLEM.loss, PROBLEM.x0, etas=ETAS, model="hbf2", expected=2,
-                           rtol=1e-6, atol=1e-6)
+                           solver=diffrax.Heun(), rtol=1e-4, atol=1e-4)
 
 
 def test_failed_run_fails_with_the_failures():
