@@ -197,12 +197,12 @@ class CounterTerms:
             # log of each transient term |c| k^m beta^(jk), to find where they stop mattering
             log_terms = np.array(
                 [
-                    math.log(abs(c)) + m * log_k + j * ks * math.log(exact_beta)
+                    _log(c) + m * log_k + j * ks * _log(exact_beta)
                     for (j, m), c in transient.items()
                 ]
             )
             log_bound = math.log(len(transient)) + log_terms.max(axis=0)
-            threshold = math.log(abs(steady) if steady else 1.0) - 64 * math.log(2)
+            threshold = (_log(steady) if steady else 0.0) - 64 * math.log(2)
             still_transient = np.nonzero(log_bound >= threshold)[0]
             exact_until = int(still_transient.max()) + 1 if still_transient.size else 0
             if exact_until == 0:
@@ -224,7 +224,7 @@ class CounterTerms:
                     for j, poly in by_j.items():
                         total += _poly_at(poly, k) * power[j]
                         power[j] *= step[j]
-                    if abs(total) <= trust * math.exp(log_terms[:, k].max()):
+                    if abs(total) <= trust * mpmath.exp(log_terms[:, k].max()):
                         total = steady + sum(
                             c * k**m * exact_beta ** (j * k) for (j, m), c in transient.items()
                         )
@@ -286,6 +286,11 @@ class CounterTerms:
                 for j, m, n, d in entry["terms"]
             }
         return cls(data["method"], int(data["order"]), terms)
+
+
+def _log(x: Fraction) -> float:
+    """log|x| of an exact rational, also where float(x) would underflow or overflow."""
+    return math.log(abs(x.numerator)) - math.log(x.denominator)
 
 
 def _poly_at(poly: dict, k: int):
@@ -358,14 +363,13 @@ def _load_from_caches(order: int, method: str) -> CounterTerms | None:
                 warnings.warn(
                     f"ignoring counter-terms cache {path}{removed}: {err}; deriving again",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
                 continue
             return ct.truncate(order) if stored_order > order else ct
     return None
 
 
-@functools.cache
 def counter_terms(order: int, method: str = "hb", *, use_cache: bool = True) -> CounterTerms:
     r"""The exact counter terms $b_k(\tau)$, $|\tau| \le$ `order`, of `method`.
 
@@ -381,6 +385,11 @@ def counter_terms(order: int, method: str = "hb", *, use_cache: bool = True) -> 
     """
     check_order(order)
     check_method(method)
+    return _counter_terms(order, method, bool(use_cache))
+
+
+@functools.cache
+def _counter_terms(order: int, method: str, use_cache: bool) -> CounterTerms:
     if use_cache:
         ct = _load_from_caches(order, method)
         if ct is not None:

@@ -26,13 +26,12 @@ def plot_order_study(study: OrderStudy, path: str | Path) -> Path:
         raise ValueError(f"study must be an OrderStudy (from hbflow.compare), got {study!r}")
     if not isinstance(path, (str, Path)) or not Path(path).suffix:
         raise ValueError(f"path must be a file name with a suffix such as .png, got {path!r}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure draws with the Agg canvas without touching pyplot or the session's backend.
+    from matplotlib.figure import Figure
 
     path = Path(path)
-    fig, (ax_order, ax_traj) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_order, ax_traj = fig.subplots(1, 2)
     etas = np.asarray(study.etas)
     smallest = int(np.argmin(etas))
     x = np.log(etas)
@@ -61,5 +60,4 @@ def plot_order_study(study: OrderStudy, path: str | Path) -> Path:
     ax_traj.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

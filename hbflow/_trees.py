@@ -77,7 +77,12 @@ class Tree:
 
         **Raises:** `ValueError` if `seq` is not a valid level sequence.
         """
-        seq = [int(s) for s in seq]
+        try:
+            seq = [int(s) for s in seq]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"level sequence must be a sequence of integers such as [1, 2, 2], got {seq!r}"
+            ) from None
         if not seq or seq[0] != 1 or any(s < 2 for s in seq[1:]):
             raise ValueError(
                 f"level sequence {list(seq)} is invalid: it must start with the root at level 1 "

@@ -30,23 +30,23 @@ def test_shipped_file_equals_fresh_derivation():
 @pytest.fixture
 def user_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "cache_dirs", lambda: [tmp_path / "none", tmp_path])
-    counter_terms.cache_clear()
+    cache._counter_terms.cache_clear()
     yield tmp_path
-    counter_terms.cache_clear()
+    cache._counter_terms.cache_clear()
 
 
 def test_written_then_loaded(user_cache):
     ct = counter_terms(3, "nag")
     path = user_cache / cache.cache_filename("nag", 3)
     assert path.exists()
-    counter_terms.cache_clear()
+    cache._counter_terms.cache_clear()
     again = counter_terms(3, "nag")
     assert all(again.exponential_terms(t) == ct.exponential_terms(t) for t in ct.trees)
 
 
 def test_higher_order_file_serves_lower_order(user_cache):
     counter_terms(3, "hb")
-    counter_terms.cache_clear()
+    cache._counter_terms.cache_clear()
     two = counter_terms(2, "hb")
     assert two.order == 2 and not (user_cache / cache.cache_filename("hb", 2)).exists()
 
@@ -57,7 +57,7 @@ def test_stale_version_is_regenerated_with_a_warning(user_cache):
     data = json.loads(path.read_text())
     data["derivation_version"] = "0000000000000000"
     path.write_text(json.dumps(data))
-    counter_terms.cache_clear()
+    cache._counter_terms.cache_clear()
     with pytest.warns(RuntimeWarning, match="derivation version"):
         ct = counter_terms(2, "hb")
     assert ct.order == 2

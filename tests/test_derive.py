@@ -177,3 +177,15 @@ def test_float_table_near_beta_one_is_exact_to_rounding():
     naive = sum(float(c(exact_beta)) * 0**m for (j, m), c in ct.exponential_terms(tall).items())
     assert abs(naive - (-0.25)) > 1e-2  # the hazard the table avoids
     assert table[0, ct.trees.index(tall)] == -0.25
+
+
+def test_table_at_tiny_beta_is_gradient_descent_to_rounding():
+    # beta -> 0: every transient term carries a factor beta^j, so b_k -> the Euler character.
+    gd = counter_terms(3, "gd").coefficient_table(0.0, 4)
+    assert (counter_terms(3, "hb").coefficient_table(1e-200, 4) == gd).all()
+
+
+@pytest.mark.parametrize("bad", [[2], None, 2.0])
+def test_unhashable_or_wrong_order_type(bad):
+    with pytest.raises(ValueError, match="order must be an integer >= 1"):
+        counter_terms(bad)

@@ -48,7 +48,7 @@ def test_canonical_form_and_interning():
     assert len(set(trees_up_to(6))) == 1 + 1 + 2 + 4 + 9 + 20
 
 
-@pytest.mark.parametrize("bad", [[], [2], [1, 3], [1, 2, 1], [1, 1]])
+@pytest.mark.parametrize("bad", [[], [2], [1, 3], [1, 2, 1], [1, 1], "x", [1, "a"], 5])
 def test_bad_level_sequences(bad):
     with pytest.raises(ValueError, match="level sequence"):
         T(bad)
