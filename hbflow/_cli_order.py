@@ -43,8 +43,11 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
         "--beta", default=None, help=f"momentum in [0, 1) (default {DEFAULTS['beta']}; 0 for gd)"
     )
     p.add_argument("--etas", default=DEFAULTS["etas"], help="step sizes, comma-separated")
-    p.add_argument("--horizon", default=str(DEFAULTS["horizon"]), help="horizon T (a multiple "
-                   "of every step size)")
+    p.add_argument(
+        "--horizon",
+        default=str(DEFAULTS["horizon"]),
+        help="horizon T (a multiple of every step size)",
+    )
     p.add_argument(
         "--models",
         default=DEFAULTS["models"],
@@ -182,8 +185,9 @@ def _run(args: argparse.Namespace) -> int:
     else:
         name = args.problem or DEFAULT_PROBLEM
         if name not in problem_names():
-            raise ValueError(f"--problem: unknown problem {name!r}; valid: "
-                             f"{', '.join(problem_names())}")
+            raise ValueError(
+                f"--problem: unknown problem {name!r}; valid: {', '.join(problem_names())}"
+            )
         problem = get_problem(name)
         loss = problem.loss
         label = problem.name
@@ -194,15 +198,25 @@ def _run(args: argparse.Namespace) -> int:
     else:
         x0 = problem.x0
     if args.plot and not os.path.splitext(args.plot)[1]:
-        raise ValueError(f"--plot must be a file name with a suffix such as .png, got "
-                         f"{args.plot!r}")
+        raise ValueError(
+            f"--plot must be a file name with a suffix such as .png, got {args.plot!r}"
+        )
 
     progress = args.format == "text" and _stderr_is_terminal()
     failed = None
     try:
         study = compare(
-            loss, x0, method=method, beta=beta, etas=etas, horizon=horizon, models=models,
-            rtol=rtol, atol=atol, max_steps=max_steps, progress=progress,
+            loss,
+            x0,
+            method=method,
+            beta=beta,
+            etas=etas,
+            horizon=horizon,
+            models=models,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+            progress=progress,
         )
     except OrderStudyError as err:  # print what was computed, then the failures
         study, failed = err.study, err
@@ -227,8 +241,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"hbflow: error: {failed}", file=sys.stderr)
         else:  # the failures are already listed under the table
             summary = str(failed).splitlines()[0].split(" (the partial")[0]
-            print(f"hbflow: error: {summary}; the failures are listed under the table",
-                  file=sys.stderr)
+            print(
+                f"hbflow: error: {summary}; the failures are listed under the table",
+                file=sys.stderr,
+            )
         return 1
     return 0
 

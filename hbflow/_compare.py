@@ -212,8 +212,11 @@ class OrderStudy:
         widths = [max(len(r[i]) for r in table) for i in range(len(header))]
         lines = [head, "max_k |u(t_k) - u_k| against the iterates from rest:"]
         for j, r in enumerate(table):
-            lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                                   enumerate(zip(r, widths))).rstrip())
+            lines.append(
+                "  ".join(
+                    c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+                ).rstrip()
+            )
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
         lines.extend(f"warning: {w}" for w in self.warnings)
@@ -264,11 +267,11 @@ def fit_order(etas: Sequence[float], errors: Sequence[float]) -> tuple[float, fl
     - `errors`: one error per step size.
 
     **Returns:** ``(slope, stderr, local_slopes)``, with `local_slopes` the slopes between
-    consecutive step sizes; NaN where undefined (a single point, or a zero or non-finite
-    error; the standard error needs three points).
+    consecutive step sizes; NaN where undefined (a zero or non-finite error; the standard
+    error needs three points).
 
-    **Raises:** `ValueError` if `etas` is empty, unsorted, has repeated or non-positive values,
-    or `errors` does not have one entry per step size.
+    **Raises:** `ValueError` if `etas` has fewer than two entries, is unsorted, has repeated or
+    non-positive values, or `errors` does not have one entry per step size.
     """
     try:
         x = np.asarray(etas, dtype=np.float64)
@@ -279,6 +282,8 @@ def fit_order(etas: Sequence[float], errors: Sequence[float]) -> tuple[float, fl
         ) from None
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"etas must be a non-empty 1-D list of step sizes, got {etas!r}")
+    if x.size < 2:
+        raise ValueError(f"etas must hold at least two step sizes to fit an order, got {etas!r}")
     if errors.shape != x.shape:
         raise ValueError(
             f"errors must have one entry per step size: {x.size} etas, errors of shape "
@@ -290,8 +295,8 @@ def fit_order(etas: Sequence[float], errors: Sequence[float]) -> tuple[float, fl
     x = np.log(x)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.log(errors)
-        local = np.diff(y) / np.diff(x) if len(x) >= 2 else np.array([])
-    if len(x) < 2 or not np.all(np.isfinite(y)):
+        local = np.diff(y) / np.diff(x)
+    if not np.all(np.isfinite(y)):
         return math.nan, math.nan, local
     xm, ym = x - x.mean(), y - y.mean()
     slope = float(xm @ ym / (xm @ xm))
@@ -471,14 +476,23 @@ def compare(
     flat_iterates: list[np.ndarray | None] = []
     for eta, k in zip(etas, nums):
         t0 = time.perf_counter()
-        us = iterates(loss, x0, method=method, beta=beta, eta=float(eta), num_steps=max_pieces,
-                      check_finite=False)
+        us = iterates(
+            loss,
+            x0,
+            method=method,
+            beta=beta,
+            eta=float(eta),
+            num_steps=max_pieces,
+            check_finite=False,
+        )
         flat = np.asarray(jax.vmap(lambda u: ravel_pytree(u)[0])(us))[: k + 1]
         step = first_non_finite(flat)
         if step is not None:
-            failures.append(RunFailure(
-                None, float(eta), divergence_message(loss, x0, method, beta, float(eta), step)
-            ))
+            failures.append(
+                RunFailure(
+                    None, float(eta), divergence_message(loss, x0, method, beta, float(eta), step)
+                )
+            )
             flat = None
         flat_iterates.append(flat)
         tick("iterates", eta, time.perf_counter() - t0, flat is None)
@@ -489,12 +503,22 @@ def compare(
     for model in model_list:
         name = model.name
         tables = [model.coefficients(method, beta, k) for k in nums]
-        common = dict(method=method, beta=beta, solver=solver, max_steps=max_steps,
-                      max_pieces=max_pieces)
+        common = dict(
+            method=method, beta=beta, solver=solver, max_steps=max_steps, max_pieces=max_pieces
+        )
 
         def run(i, rt, at, model=model, tables=tables, common=common):
-            sol = _solve(model, loss, x0, eta=float(etas[i]), num_pieces=nums[i], rtol=rt,
-                         atol=at, table=tables[i], **common)
+            sol = _solve(
+                model,
+                loss,
+                x0,
+                eta=float(etas[i]),
+                num_pieces=nums[i],
+                rtol=rt,
+                atol=at,
+                table=tables[i],
+                **common,
+            )
             flat = np.asarray(jax.vmap(lambda u: ravel_pytree(u)[0])(sol.us))
             return flat, sol.seconds
 
@@ -527,7 +551,10 @@ def compare(
                     except SolveError as err:
                         raise SolveError(
                             f"{err} [in the solve with 100x tighter tolerances that estimates "
-                            "the solver error]", model=err.model, piece=err.piece, eta=err.eta,
+                            "the solver error]",
+                            model=err.model,
+                            piece=err.piece,
+                            eta=err.eta,
                             beta=err.beta,
                         ) from None
                     run_seconds += seconds
@@ -542,8 +569,11 @@ def compare(
             tick(name, etas[i], time.perf_counter() - t0, False)
         flags = solver_err * SOLVER_MARGIN > max_err
         slope, stderr, local = fit_order(etas, max_err)
-        spread = float(np.max(np.abs(local - slope))) if local.size and np.isfinite(slope) else (
-            math.nan)
+        spread = (
+            float(np.max(np.abs(local - slope)))
+            if local.size and np.isfinite(slope)
+            else (math.nan)
+        )
         if flags.any():
             bad = ", ".join(f"{etas[i]:g}" for i in np.flatnonzero(flags))
             warnings.append(
@@ -585,8 +615,12 @@ def compare(
             f"(> {LAMBDA_SMALL:g}; lambda = eta/(1-beta)^2 = {lambdas[worst]:.3g}): the expansions "
             "in powers of lambda*|grad^2 L| converge slowly or not at all, so measured slopes "
             "may be pre-asymptotic"
-            + ("; near 1 or above, no first-order flow can follow the oscillations of the "
-               "momentum iterates" if lambda_h[worst] > 0.5 else ""),
+            + (
+                "; near 1 or above, no first-order flow can follow the oscillations of the "
+                "momentum iterates"
+                if lambda_h[worst] > 0.5
+                else ""
+            ),
         )
     # Only positive dominant eigenvalues bound L_max from below: no false alarms.
     curvature = float(np.max(dominant, initial=0.0))

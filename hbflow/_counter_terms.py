@@ -44,6 +44,7 @@ from ._derive import (
 )
 from ._exppoly import BETA
 from ._trees import Tree, trees_up_to
+from ._validate import check_beta
 
 __all__ = ["CounterTerms", "counter_terms", "DERIVATION_VERSION", "CONVENTION"]
 
@@ -196,10 +197,7 @@ class CounterTerms:
                 continue
             # log of each transient term |c| k^m beta^(jk), to find where they stop mattering
             log_terms = np.array(
-                [
-                    _log(c) + m * log_k + j * ks * _log(exact_beta)
-                    for (j, m), c in transient.items()
-                ]
+                [_log(c) + m * log_k + j * ks * _log(exact_beta) for (j, m), c in transient.items()]
             )
             log_bound = math.log(len(transient)) + log_terms.max(axis=0)
             threshold = (_log(steady) if steady else 0.0) - 64 * math.log(2)
@@ -242,15 +240,7 @@ class CounterTerms:
         )
 
     def _float_beta(self, beta) -> Fraction:
-        try:
-            value = float(beta)
-        except (TypeError, ValueError):
-            raise ValueError(f"beta must be a number in [0, 1), got {beta!r}") from None
-        if not (0 <= value < 1):
-            raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-        if self.method == "gd" and value != 0:
-            raise ValueError(f"method 'gd' has beta = 0, got beta = {beta!r}")
-        return Fraction(value)
+        return Fraction(check_beta(beta, self.method))
 
     # --- serialisation ------------------------------------------------------------------------
 

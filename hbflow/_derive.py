@@ -33,6 +33,7 @@ from sympy.polys.domains import QQ
 from ._bseries import Character, compose, inverse, log
 from ._exppoly import BETA, ExpPolyRing
 from ._trees import Tree, trees_up_to
+from ._validate import METHODS, check_method
 
 __all__ = [
     "METHODS",
@@ -43,14 +44,7 @@ __all__ = [
     "check_order",
 ]
 
-METHODS = ("hb", "nag", "gd")
 K = sympy.Symbol("k")
-
-
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    return method
 
 
 def check_order(order) -> int:

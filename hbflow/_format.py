@@ -23,6 +23,7 @@ ONE_MINUS_BETA = sympy.Symbol("ONE_MINUS_BETA", positive=True)
 def _pretty(expr: sympy.Expr) -> sympy.Expr:
     return sympy.factor(expr).xreplace({BETA - 1: -ONE_MINUS_BETA})
 
+
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 

@@ -204,13 +204,39 @@ def solve_model(
     check_loss(loss, u0, name="u0")
     if table is None:
         table = model.coefficients(method, beta, num_pieces)
-    return _solve(model, loss, u0, method=method, beta=beta, eta=eta, num_pieces=num_pieces,
-                  rtol=rtol, atol=atol, solver=solver, max_steps=max_steps,
-                  max_pieces=max_pieces, table=table)
+    return _solve(
+        model,
+        loss,
+        u0,
+        method=method,
+        beta=beta,
+        eta=eta,
+        num_pieces=num_pieces,
+        rtol=rtol,
+        atol=atol,
+        solver=solver,
+        max_steps=max_steps,
+        max_pieces=max_pieces,
+        table=table,
+    )
 
 
-def _solve(model, loss, u0, *, method, beta, eta, num_pieces, rtol, atol, solver, max_steps,
-           max_pieces, table) -> ModelSolution:
+def _solve(
+    model,
+    loss,
+    u0,
+    *,
+    method,
+    beta,
+    eta,
+    num_pieces,
+    rtol,
+    atol,
+    solver,
+    max_steps,
+    max_pieces,
+    table,
+) -> ModelSolution:
     """`solve_model` with validated arguments (`hbflow.compare` checks them once per sweep)."""
     table = np.asarray(table, dtype=np.float64)
     if table.ndim != 2 or table.shape[0] != num_pieces:
@@ -268,7 +294,10 @@ def _solve(model, loss, u0, *, method, beta, eta, num_pieces, rtol, atol, solver
             f"model {name}: the solve failed on piece k={k} (t in [{k * eta:.6g}, "
             f"{(k + 1) * eta:.6g}]) with eta={eta:g}, beta={beta:g}: {reason}. What to change: "
             f"{advice}",
-            model=name, piece=k, eta=eta, beta=beta,
+            model=name,
+            piece=k,
+            eta=eta,
+            beta=beta,
         )
     if first_bad is not None:
         k = first_bad
@@ -277,7 +306,10 @@ def _solve(model, loss, u0, *, method, beta, eta, num_pieces, rtol, atol, solver
             f"of piece k={k}); the flow blows up for eta={eta:g}, beta={beta:g}. What to "
             "change: a shorter horizon, a smaller eta, or a lower-order model (the counter "
             "terms of order N grow like (eta*|grad^2 L|/(1-beta)^2)^(N-1))",
-            model=name, piece=k, eta=eta, beta=beta,
+            model=name,
+            piece=k,
+            eta=eta,
+            beta=beta,
         )
     _, unravel = ravel_pytree(u0)
     us = jax.vmap(unravel)(jnp.asarray(xs))

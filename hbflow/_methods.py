@@ -41,9 +41,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ._validate import (
+    METHODS,
     as_float_tree,
     check_loss_structure,
     check_loss_values,
+    check_method,
     concrete,
     is_traced,
     require_float64,
@@ -55,7 +57,6 @@ PyTree = Any
 
 # The gradient is taken at u_k + a (u_k - u_{k-1}); `a` as a multiple of beta.
 _LOOKAHEAD = {"gd": 0.0, "hb": 0.0, "nag": 1.0}
-METHODS: tuple[str, ...] = tuple(_LOOKAHEAD)
 
 
 def _check_scalar(x: Any, name: str) -> float | None:
@@ -173,8 +174,7 @@ def iterates(
     float64 mode.
     """
     require_float64("hbflow.iterates")
-    if not isinstance(method, str) or method not in _LOOKAHEAD:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    check_method(method)
 
     beta_value = _check_scalar(beta, "beta")
     if beta_value is not None:

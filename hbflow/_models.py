@@ -30,6 +30,7 @@ from jaxtyping import Array, Float, PyTree
 
 from ._differentials import combine_differentials
 from ._trees import Tree, trees_up_to
+from ._validate import check_beta, check_count, check_method
 
 __all__ = [
     "AbstractContinuousModel",
@@ -42,34 +43,6 @@ __all__ = [
     "model_from_name",
     "MODEL_NAMES",
 ]
-
-METHODS = ("hb", "nag", "gd")
-
-
-def check_method(method: str) -> str:
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    return method
-
-
-def check_beta(beta, method: str | None = None) -> float:
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"beta must be a number in [0, 1), got {beta!r}") from None
-    if not (0.0 <= value < 1.0):
-        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-    if method == "gd" and value != 0.0:
-        raise ValueError(
-            f"method 'gd' is the case beta = 0, got beta={value!r}; use 'hb' or 'nag' for momentum"
-        )
-    return value
-
-
-def check_count(n, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
-    return int(n)
 
 
 def _checked(method: str, beta) -> tuple[str, float]:
@@ -104,8 +77,7 @@ class AbstractContinuousModel(eqx.Module):
         the iterates from rest of `method` with momentum `beta`, on a fixed horizon."""
 
     def coefficients(self, method: str, beta: float, num_pieces: int) -> np.ndarray:
-        """Float64 table of shape ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$.
-        """
+        """Float64 table of shape ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$."""
         _checked(method, beta)
         return _empty_table(num_pieces)
 
@@ -114,9 +86,7 @@ class AbstractContinuousModel(eqx.Module):
         return u0
 
     @abc.abstractmethod
-    def vector_field(
-        self, g: Callable, t, y: PyTree, eta, beta, row: Float[Array, " m"]
-    ) -> PyTree:
+    def vector_field(self, g: Callable, t, y: PyTree, eta, beta, row: Float[Array, " m"]) -> PyTree:
         r"""$f_k(y)$ with `row` the `k`-th row of `coefficients`; `eta`, `beta` traced scalars."""
 
     def position(self, y: PyTree) -> Float[Array, " d"]:

@@ -72,9 +72,7 @@ class Problem:
     x0: PyTree
     description: str
     source: str
-    data: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: types.MappingProxyType({})
-    )
+    data: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:

@@ -18,6 +18,10 @@ import numpy as np
 from jax.experimental import checkify
 
 __all__ = [
+    "METHODS",
+    "check_method",
+    "check_beta",
+    "check_count",
     "require_float64",
     "as_float_tree",
     "check_loss",
@@ -28,6 +32,39 @@ __all__ = [
 ]
 
 PyTree = Any
+
+#: The methods of MATH.md §1: gradient descent, heavy ball, Nesterov.
+METHODS = ("hb", "nag", "gd")
+
+
+def check_method(method: str) -> str:
+    """`method` if it is one of `METHODS`, else a `ValueError` listing them."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    return method
+
+
+def check_beta(beta, method: str | None = None) -> float:
+    """β as a float in $[0, 1)$ (and 0 for ``gd``), else a `ValueError`."""
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise ValueError(f"beta must be a number in [0, 1), got {beta!r}") from None
+    if not (0.0 <= value < 1.0):
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    if method == "gd" and value != 0.0:
+        raise ValueError(
+            f"method 'gd' is the case beta = 0, got beta={value!r}; use 'hb' or 'nag' for momentum"
+        )
+    return value
+
+
+def check_count(n, name: str) -> int:
+    """`n` as an int >= 1, else a `ValueError` naming `name`."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+    return int(n)
+
 
 # Errors JAX raises when a Python function inspects the values of its traced argument.
 _NOT_TRACEABLE = (

@@ -90,15 +90,26 @@ def assert_error_order(
         horizon = _default_horizon(etas)
 
     try:
-        study = compare(loss, x0, method=method, beta=beta, etas=etas, horizon=horizon,
-                        models=[model], solver_check=True, **compare_kwargs)
+        study = compare(
+            loss,
+            x0,
+            method=method,
+            beta=beta,
+            etas=etas,
+            horizon=horizon,
+            models=[model],
+            solver_check=True,
+            **compare_kwargs,
+        )
     except OrderStudyError as err:
         raise AssertionError(
             f"{model.name}: the order study did not complete:\n"
             + _table(err.study, model.name, expected, tol)
             + "\n"
-            + "\n".join(f"failed: eta={f.eta:g} {f.model or 'iterates'}: {f.message}"
-                        for f in err.study.failures)
+            + "\n".join(
+                f"failed: eta={f.eta:g} {f.model or 'iterates'}: {f.message}"
+                for f in err.study.failures
+            )
         ) from None
 
     m = study.models[model.name]
@@ -133,12 +144,14 @@ def _table(study: OrderStudy, name: str, expected: float, tol: float) -> str:
     local = [math.nan, *np.asarray(m.local_slopes).tolist()]
     rows = [("eta", "max error", "local slope", "solver error")]
     for eta, err, slope, solver in zip(study.etas, m.max_errors, local, m.solver_errors):
-        rows.append((
-            f"{eta:.6g}",
-            f"{err:.4e}" if math.isfinite(err) else "failed",
-            f"{slope:.3f}" if math.isfinite(slope) else "-",
-            f"{solver:.2e}" if math.isfinite(solver) else "-",
-        ))
+        rows.append(
+            (
+                f"{eta:.6g}",
+                f"{err:.4e}" if math.isfinite(err) else "failed",
+                f"{slope:.3f}" if math.isfinite(slope) else "-",
+                f"{solver:.2e}" if math.isfinite(solver) else "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
     stderr = f" +- {m.slope_stderr:.3f}" if math.isfinite(m.slope_stderr) else ""

@@ -56,8 +56,9 @@ def matrix_loss(u):  # needs a start of length 2
 
 
 X0 = jnp.array([1.0, 0.5])
-COMPARE = dict(method="hb", beta=0.5, etas=[0.1, 0.05], horizon=1.0, models=["rgf"],
-               solver_check=False)
+COMPARE = dict(
+    method="hb", beta=0.5, etas=[0.1, 0.05], horizon=1.0, models=["rgf"], solver_check=False
+)
 
 
 def compare(loss=quadratic, x0=X0, **overrides):
@@ -86,17 +87,26 @@ API_CASES = {
     "iterates-beta": (lambda: iterates(beta=1.5), r"beta must lie in \[0, 1\), got 1\.5"),
     "iterates-beta-text": (lambda: iterates(beta="0.5"), r"beta must be a real scalar"),
     "solve-beta": (lambda: solve(beta=1.0), r"beta must be in \[0, 1\)"),
-    "coefficients_at-beta": (lambda: hbflow.coefficients_at(3, 2, beta=1),
-                             r"beta must be in \[0, 1\)"),
-    "counter_terms.at-beta": (lambda: hbflow.counter_terms(3).at(2, beta=2),
-                              r"beta must be in \[0, 1\)"),
-    "table-beta": (lambda: hbflow.HeavyBallFlow(2).coefficients("hb", 1.0, 3),
-                   r"beta must be in \[0, 1\)"),
-    "model-order-beta": (lambda: hbflow.HeavyBallFlow(2).order("hb", 1.0),
-                         r"beta must be in \[0, 1\)"),
+    "coefficients_at-beta": (
+        lambda: hbflow.coefficients_at(3, 2, beta=1),
+        r"beta must be in \[0, 1\)",
+    ),
+    "counter_terms.at-beta": (
+        lambda: hbflow.counter_terms(3).at(2, beta=2),
+        r"beta must be in \[0, 1\)",
+    ),
+    "table-beta": (
+        lambda: hbflow.HeavyBallFlow(2).coefficients("hb", 1.0, 3),
+        r"beta must be in \[0, 1\)",
+    ),
+    "model-order-beta": (
+        lambda: hbflow.HeavyBallFlow(2).order("hb", 1.0),
+        r"beta must be in \[0, 1\)",
+    ),
     "assert_error_order-beta": (
         lambda: assert_error_order(quadratic, X0, beta=1.0, etas=[0.1, 0.05]),
-        r"beta must be in \[0, 1\)"),
+        r"beta must be in \[0, 1\)",
+    ),
     # η <= 0 or not finite
     "iterates-eta-0": (lambda: iterates(eta=0.0), r"eta must be finite and > 0, got 0\.0"),
     "iterates-eta-negative": (lambda: iterates(eta=-1e-3), r"eta must be finite and > 0"),
@@ -105,62 +115,100 @@ API_CASES = {
     "iterates-eta-none": (lambda: iterates(eta=None), r"eta must be a real scalar, got None"),
     "solve-eta-0": (lambda: solve(eta=0.0), r"eta must be a finite number > 0"),
     "solve-eta-inf": (lambda: solve(eta=INF), r"eta must be a finite number > 0"),
-    "compare-eta-negative": (lambda: compare(etas=[0.1, -0.05]),
-                             r"eta must be a finite number > 0, got -0\.05"),
+    "compare-eta-negative": (
+        lambda: compare(etas=[0.1, -0.05]),
+        r"eta must be a finite number > 0, got -0\.05",
+    ),
     "compare-eta-inf": (lambda: compare(etas=[INF, 0.1]), r"eta must be a finite number > 0"),
     "compare-eta-nan": (lambda: compare(etas=[0.1, NAN]), r"eta must be a finite number > 0"),
     # order < 1 or not an integer
-    "counter_terms-order-0": (lambda: hbflow.counter_terms(0),
-                              r"order must be an integer >= 1, got 0"),
-    "counter_terms-order-float": (lambda: hbflow.counter_terms(2.5),
-                                  r"order must be an integer >= 1, got 2\.5"),
-    "coefficients_at-order": (lambda: hbflow.coefficients_at(0, 1),
-                              r"order must be an integer >= 1"),
-    "coefficients_up_to-order": (lambda: hbflow.coefficients_up_to(1.5, 2),
-                                 r"order must be an integer >= 1"),
-    "HeavyBallFlow-order": (lambda: hbflow.HeavyBallFlow(0),
-                            r"order alpha must be an integer >= 1, got 0"),
-    "SteadyStateFlow-order": (lambda: hbflow.SteadyStateFlow(2.5),
-                              r"order alpha must be an integer >= 1, got 2\.5"),
+    "counter_terms-order-0": (
+        lambda: hbflow.counter_terms(0),
+        r"order must be an integer >= 1, got 0",
+    ),
+    "counter_terms-order-float": (
+        lambda: hbflow.counter_terms(2.5),
+        r"order must be an integer >= 1, got 2\.5",
+    ),
+    "coefficients_at-order": (
+        lambda: hbflow.coefficients_at(0, 1),
+        r"order must be an integer >= 1",
+    ),
+    "coefficients_up_to-order": (
+        lambda: hbflow.coefficients_up_to(1.5, 2),
+        r"order must be an integer >= 1",
+    ),
+    "HeavyBallFlow-order": (
+        lambda: hbflow.HeavyBallFlow(0),
+        r"order alpha must be an integer >= 1, got 0",
+    ),
+    "SteadyStateFlow-order": (
+        lambda: hbflow.SteadyStateFlow(2.5),
+        r"order alpha must be an integer >= 1, got 2\.5",
+    ),
     "model-name-order": (lambda: hbflow.model_from_name("hbf0"), r"unknown model 'hbf0'.*N >= 1"),
     "trees-order": (lambda: hbflow.trees_up_to(0), r"order must be an integer >= 1"),
     # step sizes for a slope fit: empty, unsorted, too short
     "compare-etas-empty": (lambda: compare(etas=[]), r"etas must be a non-empty list"),
     "compare-etas-one": (lambda: compare(etas=[0.1]), r"etas must hold at least two step sizes"),
-    "compare-etas-unsorted": (lambda: compare(etas=[0.05, 0.1, 0.025]),
-                              r"etas must be sorted \(decreasing"),
+    "compare-etas-unsorted": (
+        lambda: compare(etas=[0.05, 0.1, 0.025]),
+        r"etas must be sorted \(decreasing",
+    ),
     "compare-etas-repeated": (lambda: compare(etas=[0.1, 0.1]), r"etas must be distinct"),
     "compare-etas-text": (lambda: compare(etas="0.1,0.05"), r"etas must be a list of step sizes"),
     "fit_order-empty": (lambda: hbflow.fit_order([], []), r"etas must be a non-empty"),
-    "fit_order-unsorted": (lambda: hbflow.fit_order([0.02, 0.04, 0.01], [1.0, 2.0, 0.5]),
-                           r"etas must be sorted"),
-    "fit_order-lengths": (lambda: hbflow.fit_order([0.02, 0.01], [1.0]),
-                          r"errors must have one entry per step size"),
-    "fit_order-eta-0": (lambda: hbflow.fit_order([0.02, 0.0], [1.0, 0.5]),
-                        r"etas must be finite and > 0"),
+    "fit_order-single": (lambda: hbflow.fit_order([0.01], [1.0]), r"at least two step sizes"),
+    "fit_order-unsorted": (
+        lambda: hbflow.fit_order([0.02, 0.04, 0.01], [1.0, 2.0, 0.5]),
+        r"etas must be sorted",
+    ),
+    "fit_order-lengths": (
+        lambda: hbflow.fit_order([0.02, 0.01], [1.0]),
+        r"errors must have one entry per step size",
+    ),
+    "fit_order-eta-0": (
+        lambda: hbflow.fit_order([0.02, 0.0], [1.0, 0.5]),
+        r"etas must be finite and > 0",
+    ),
     # horizon not a multiple of η
-    "compare-horizon-multiple": (lambda: compare(horizon=0.33),
-                                 r"horizon 0\.33 must be a positive integer multiple of every "
-                                 r"eta; horizon/eta = 3\.3 for eta=0\.1 \(e\.g\. horizon=0\.3\)"),
-    "compare-horizon-short": (lambda: compare(horizon=0.04),
-                              r"horizon 0\.04 must be a positive integer multiple"),
+    "compare-horizon-multiple": (
+        lambda: compare(horizon=0.33),
+        r"horizon 0\.33 must be a positive integer multiple of every "
+        r"eta; horizon/eta = 3\.3 for eta=0\.1 \(e\.g\. horizon=0\.3\)",
+    ),
+    "compare-horizon-short": (
+        lambda: compare(horizon=0.04),
+        r"horizon 0\.04 must be a positive integer multiple",
+    ),
     "compare-horizon-0": (lambda: compare(horizon=0.0), r"horizon must be a finite number > 0"),
     "compare-horizon-nan": (lambda: compare(horizon=NAN), r"horizon must be a finite number > 0"),
     # a loss that is not scalar-valued, not traceable by JAX, not finite at x0
-    "compare-loss-vector": (lambda: compare(loss=not_scalar),
-                            r"loss must return a real scalar \(shape \(\)\), got shape \(2,\)"),
-    "compare-loss-int": (lambda: compare(loss=lambda u: jnp.sum(u > 0)),
-                         r"loss must return a real floating scalar, got dtype int"),
-    "compare-loss-numpy": (lambda: compare(loss=numpy_loss),
-                           r"loss is not traceable by JAX \(TracerArrayConversionError"),
+    "compare-loss-vector": (
+        lambda: compare(loss=not_scalar),
+        r"loss must return a real scalar \(shape \(\)\), got shape \(2,\)",
+    ),
+    "compare-loss-int": (
+        lambda: compare(loss=lambda u: jnp.sum(u > 0)),
+        r"loss must return a real floating scalar, got dtype int",
+    ),
+    "compare-loss-numpy": (
+        lambda: compare(loss=numpy_loss),
+        r"loss is not traceable by JAX \(TracerArrayConversionError",
+    ),
     "compare-loss-branch": (
         lambda: compare(loss=python_branch),
-        r"loss is not traceable by JAX \(TracerBoolConversionError.*jnp\.where"),
+        r"loss is not traceable by JAX \(TracerBoolConversionError.*jnp\.where",
+    ),
     "compare-loss-nan": (lambda: compare(loss=log_loss), r"loss must be finite at x0, got nan"),
-    "compare-loss-grad-inf": (lambda: compare(loss=sqrt_loss, x0=jnp.array([0.0, 1.0])),
-                              r"the gradient of the loss must be finite at x0"),
-    "compare-loss-not-callable": (lambda: compare(loss=3),
-                                  r"loss must be a callable returning a real scalar, got 3"),
+    "compare-loss-grad-inf": (
+        lambda: compare(loss=sqrt_loss, x0=jnp.array([0.0, 1.0])),
+        r"the gradient of the loss must be finite at x0",
+    ),
+    "compare-loss-not-callable": (
+        lambda: compare(loss=3),
+        r"loss must be a callable returning a real scalar, got 3",
+    ),
     "iterates-loss-vector": (lambda: iterates(loss=not_scalar), r"loss must return a real scalar"),
     "iterates-loss-numpy": (lambda: iterates(loss=numpy_loss), r"loss is not traceable by JAX"),
     "iterates-loss-nan": (lambda: iterates(loss=log_loss), r"loss must be finite at u0, got nan"),
@@ -168,50 +216,75 @@ API_CASES = {
     "solve-loss-branch": (lambda: solve(loss=python_branch), r"loss is not traceable by JAX"),
     "solve-loss-nan": (lambda: solve(loss=log_loss), r"loss must be finite at u0"),
     # x0 with NaN/Inf or the wrong shape
-    "compare-x0-nan": (lambda: compare(x0=jnp.array([1.0, NAN])),
-                       r"x0 must be finite; x0 contains NaN or Inf"),
+    "compare-x0-nan": (
+        lambda: compare(x0=jnp.array([1.0, NAN])),
+        r"x0 must be finite; x0 contains NaN or Inf",
+    ),
     "compare-x0-inf": (lambda: compare(x0=[INF, 0.0]), r"x0 must be finite"),
-    "compare-x0-pytree-nan": (lambda: compare(loss=lambda p: jnp.sum(p["a"] ** 2),
-                                              x0={"a": jnp.array([1.0, NAN])}),
-                              r"x0 must be finite; x0\['a'\] contains NaN or Inf"),
-    "compare-x0-shape": (lambda: compare(loss=matrix_loss, x0=jnp.ones(3)),
-                         r"loss cannot be evaluated at x0 \(shape \(3,\)\).*check that x0 has "
-                         r"the shape the loss expects"),
-    "compare-x0-too-short": (lambda: compare(loss=reads_third, x0=jnp.ones(2)),
-                             r"loss indexes outside x0 \(shape \(2,\)\): .*index 2 is out of "
-                             r"bounds"),
+    "compare-x0-pytree-nan": (
+        lambda: compare(loss=lambda p: jnp.sum(p["a"] ** 2), x0={"a": jnp.array([1.0, NAN])}),
+        r"x0 must be finite; x0\['a'\] contains NaN or Inf",
+    ),
+    "compare-x0-shape": (
+        lambda: compare(loss=matrix_loss, x0=jnp.ones(3)),
+        r"loss cannot be evaluated at x0 \(shape \(3,\)\).*check that x0 has "
+        r"the shape the loss expects",
+    ),
+    "compare-x0-too-short": (
+        lambda: compare(loss=reads_third, x0=jnp.ones(2)),
+        r"loss indexes outside x0 \(shape \(2,\)\): .*index 2 is out of "
+        r"bounds",
+    ),
     "compare-x0-empty": (lambda: compare(x0=jnp.zeros(0)), r"x0 must have at least one entry"),
     "compare-x0-text": (lambda: compare(x0="1,2"), r"x0 must be an array of real numbers"),
     "compare-x0-none": (lambda: compare(x0=None), r"x0 must be an array \(or a pytree"),
     "compare-x0-complex": (lambda: compare(x0=jnp.array([1j, 0.0])), r"x0 must be real"),
     "iterates-u0-nan": (lambda: iterates(u0=jnp.array([NAN, 1.0])), r"u0 must be finite"),
-    "iterates-u0-too-short": (lambda: iterates(loss=reads_third, u0=jnp.ones(2)),
-                              r"loss indexes outside u0"),
+    "iterates-u0-too-short": (
+        lambda: iterates(loss=reads_third, u0=jnp.ones(2)),
+        r"loss indexes outside u0",
+    ),
     "iterates-v0-shape": (lambda: iterates(v0=jnp.zeros(3)), r"v0 must have the shapes of u0"),
     "solve-u0-inf": (lambda: solve(u0=jnp.array([1.0, INF])), r"u0 must be finite"),
-    "solve-u0-too-short": (lambda: solve(loss=reads_third, u0=jnp.ones(2)),
-                           r"loss indexes outside u0"),
+    "solve-u0-too-short": (
+        lambda: solve(loss=reads_third, u0=jnp.ones(2)),
+        r"loss indexes outside u0",
+    ),
     # unknown problem, model or method names, with the valid names listed
-    "get_problem": (lambda: hbflow.get_problem("nope"),
-                    r"unknown problem 'nope'; valid names: ks-quadratic-5, .*himmelblau-scaled"),
-    "model_from_name": (lambda: hbflow.model_from_name("rk4"),
-                        r"unknown model 'rk4'; valid models are hbfN and steadyN .*gf, rgf, ks2, "
-                        r"mgf"),
+    "get_problem": (
+        lambda: hbflow.get_problem("nope"),
+        r"unknown problem 'nope'; valid names: ks-quadratic-5, .*himmelblau-scaled",
+    ),
+    "model_from_name": (
+        lambda: hbflow.model_from_name("rk4"),
+        r"unknown model 'rk4'; valid models are hbfN and steadyN .*gf, rgf, ks2, "
+        r"mgf",
+    ),
     "compare-model": (lambda: compare(models=["hbf2", "rk4"]), r"unknown model 'rk4'"),
-    "compare-model-object": (lambda: compare(models=[3]),
-                             r"models: 3 is neither a model name nor a continuous model"),
+    "compare-model-object": (
+        lambda: compare(models=[3]),
+        r"models: 3 is neither a model name nor a continuous model",
+    ),
     "solve-model": (lambda: solve(model="rk4"), r"unknown model 'rk4'; valid models"),
     "solve-model-object": (lambda: solve(model=3), r"model must be a continuous model"),
     "compare-method": (lambda: compare(method="adam"), r"method must be one of hb, nag, gd"),
-    "iterates-method": (lambda: iterates(method="adam"),
-                        r"method must be one of \['gd', 'hb', 'nag'\], got 'adam'"),
+    "iterates-method": (
+        lambda: iterates(method="adam"),
+        r"method must be one of hb, nag, gd; got 'adam'",
+    ),
     "solve-method": (lambda: solve(method="sgd"), r"method must be one of hb, nag, gd"),
-    "counter_terms-method": (lambda: hbflow.counter_terms(3, "adam"),
-                             r"method must be one of hb, nag, gd; got 'adam'"),
-    "coefficients_at-method": (lambda: hbflow.coefficients_at(2, 1, method="sgd"),
-                               r"method must be one of hb, nag, gd"),
-    "model-order-method": (lambda: hbflow.RescaledGradientFlow().order("adam", 0.5),
-                           r"method must be one of hb, nag, gd"),
+    "counter_terms-method": (
+        lambda: hbflow.counter_terms(3, "adam"),
+        r"method must be one of hb, nag, gd; got 'adam'",
+    ),
+    "coefficients_at-method": (
+        lambda: hbflow.coefficients_at(2, 1, method="sgd"),
+        r"method must be one of hb, nag, gd",
+    ),
+    "model-order-method": (
+        lambda: hbflow.RescaledGradientFlow().order("adam", 0.5),
+        r"method must be one of hb, nag, gd",
+    ),
     # other arguments of the entry points
     "compare-max_steps": (lambda: compare(max_steps=0), r"max_steps must be an integer >= 1"),
     "compare-rtol": (lambda: compare(rtol=0.0), r"rtol must be a finite number > 0"),
@@ -220,23 +293,35 @@ API_CASES = {
     "solve-num_pieces": (lambda: solve(num_pieces=2.0), r"num_pieces must be an integer >= 1"),
     "iterates-num_steps": (lambda: iterates(num_steps=0), r"num_steps must be a positive int"),
     "counter_terms.at-k": (lambda: hbflow.counter_terms(2).at(-1), r"k must be an integer >= 0"),
-    "field_text-k": (lambda: hbflow.field_text(hbflow.counter_terms(2), k=1.5),
-                     r"k must be an integer >= 0"),
-    "field_text-object": (lambda: hbflow.field_text("hb"),
-                          r"expected the CounterTerms of hbflow\.counter_terms"),
-    "field_latex-views": (lambda: hbflow.field_latex(hbflow.counter_terms(2), k=1,
-                                                     steady_state=True),
-                          r"give either k or steady_state, not both"),
+    "field_text-k": (
+        lambda: hbflow.field_text(hbflow.counter_terms(2), k=1.5),
+        r"k must be an integer >= 0",
+    ),
+    "field_text-object": (
+        lambda: hbflow.field_text("hb"),
+        r"expected the CounterTerms of hbflow\.counter_terms",
+    ),
+    "field_latex-views": (
+        lambda: hbflow.field_latex(hbflow.counter_terms(2), k=1, steady_state=True),
+        r"give either k or steady_state, not both",
+    ),
     "network-size": (lambda: hbflow.diagonal_linear_network(n=0), r"n must be a positive int"),
-    "network-scale": (lambda: hbflow.deep_linear_network(init_scale="big"),
-                      r"init_scale must be a finite number > 0"),
-    "plot-study": (lambda: hbflow.plot_order_study("study", "out.png"),
-                   r"study must be an OrderStudy"),
-    "assert_error_order-tol": (lambda: assert_error_order(quadratic, X0, etas=[0.1, 0.05], tol=0),
-                               r"tol must be a finite number > 0"),
+    "network-scale": (
+        lambda: hbflow.deep_linear_network(init_scale="big"),
+        r"init_scale must be a finite number > 0",
+    ),
+    "plot-study": (
+        lambda: hbflow.plot_order_study("study", "out.png"),
+        r"study must be an OrderStudy",
+    ),
+    "assert_error_order-tol": (
+        lambda: assert_error_order(quadratic, X0, etas=[0.1, 0.05], tol=0),
+        r"tol must be a finite number > 0",
+    ),
     "assert_error_order-models": (
         lambda: assert_error_order(quadratic, X0, etas=[0.1, 0.05], models=["rgf"]),
-        r"assert_error_order sets models itself"),
+        r"assert_error_order sets models itself",
+    ),
 }
 
 
@@ -268,7 +353,7 @@ def test_api_refuses_float32():
 
 # --- the command line --------------------------------------------------------------------------
 
-BAD_LOSSES = '''
+BAD_LOSSES = """
 import jax.numpy as jnp
 import numpy as np
 
@@ -285,7 +370,7 @@ def reads_second(u):
     return u[0] ** 2 + u[1] ** 2
 
 NOT_A_FUNCTION = 3
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -312,12 +397,16 @@ CLI_CASES = {
     "order-beta-negative": (["order", "--beta", "-0.5"], r"--beta must be in \[0, 1\)"),
     "order-beta-text": (["order", "--beta", "x"], r"--beta must be a number in \[0, 1\), got 'x'"),
     "derive-beta-1": (["derive", "--order", "2", "--beta", "1"], r"beta must be in \[0, 1\)"),
-    "derive-beta-text": (["derive", "--order", "2", "--beta", "x"],
-                         r"beta must be a number in \[0, 1\)"),
+    "derive-beta-text": (
+        ["derive", "--order", "2", "--beta", "x"],
+        r"beta must be a number in \[0, 1\)",
+    ),
     # η <= 0 or not finite
     "order-eta-0": (["order", "--etas", "0.04,0"], r"--etas: every step size must be > 0, got 0"),
-    "order-eta-negative": (["order", "--etas", "0.04,-0.02"],
-                           r"--etas: every step size must be > 0"),
+    "order-eta-negative": (
+        ["order", "--etas", "0.04,-0.02"],
+        r"--etas: every step size must be > 0",
+    ),
     "order-eta-inf": (["order", "--etas", "0.04,inf"], r"--etas must be finite, got 'inf'"),
     "order-eta-nan": (["order", "--etas", "nan,0.02"], r"--etas must be finite, got 'nan'"),
     "order-eta-text": (["order", "--etas", "0.04,big"], r"--etas must be a number > 0"),
@@ -331,52 +420,86 @@ CLI_CASES = {
     "order-etas-unsorted": (["order", "--etas", "0.02,0.04,0.01"], r"etas must be sorted"),
     "order-etas-repeated": (["order", "--etas", "0.04,0.04"], r"etas must be distinct"),
     # horizon
-    "order-horizon-multiple": (["order", "--horizon", "0.33"],
-                               r"horizon 0\.33 must be a positive integer multiple of every eta"),
+    "order-horizon-multiple": (
+        ["order", "--horizon", "0.33"],
+        r"horizon 0\.33 must be a positive integer multiple of every eta",
+    ),
     "order-horizon-0": (["order", "--horizon", "0"], r"--horizon must be > 0"),
     "order-horizon-text": (["order", "--horizon", "two"], r"--horizon must be a number > 0"),
     # the loss
-    "order-loss-vector": (["order", "--loss", f"{LOSS}:vector", "--x0", "1,2"],
-                          r"loss must return a real scalar \(shape \(\)\), got shape \(2,\)"),
-    "order-loss-numpy": (["order", "--loss", f"{LOSS}:numpy_loss", "--x0", "1,2"],
-                         r"loss is not traceable by JAX"),
-    "order-loss-nan": (["order", "--loss", f"{LOSS}:log_loss", "--x0", "1,2"],
-                       r"loss must be finite at x0, got nan"),
+    "order-loss-vector": (
+        ["order", "--loss", f"{LOSS}:vector", "--x0", "1,2"],
+        r"loss must return a real scalar \(shape \(\)\), got shape \(2,\)",
+    ),
+    "order-loss-numpy": (
+        ["order", "--loss", f"{LOSS}:numpy_loss", "--x0", "1,2"],
+        r"loss is not traceable by JAX",
+    ),
+    "order-loss-nan": (
+        ["order", "--loss", f"{LOSS}:log_loss", "--x0", "1,2"],
+        r"loss must be finite at x0, got nan",
+    ),
     # x0
     "order-x0-nan": (["order", "--x0", "1,nan"], r"--x0 must be finite, got 'nan'"),
     "order-x0-inf": (["order", "--x0", "inf,1"], r"--x0 must be finite, got 'inf'"),
     "order-x0-text": (["order", "--x0", "1,a"], r"--x0 must be a number"),
-    "order-x0-length": (["order", "--x0", "1,2,3"],
-                        r"--x0 must have 2 numbers for problem himmelblau-scaled"),
-    "order-x0-pytree": (["order", "--problem", "diagonal-linear-network", "--x0", "1,2"],
-                        r"--x0 cannot set the start of diagonal-linear-network"),
-    "order-x0-too-short": (["order", "--loss", f"{LOSS}:reads_second", "--x0", "1"],
-                           r"loss indexes outside x0 \(shape \(1,\)\)"),
-    "order-x0-missing": (["order", "--loss", f"{LOSS}:reads_second"],
-                         r"--x0 is required with --loss"),
+    "order-x0-length": (
+        ["order", "--x0", "1,2,3"],
+        r"--x0 must have 2 numbers for problem himmelblau-scaled",
+    ),
+    "order-x0-pytree": (
+        ["order", "--problem", "diagonal-linear-network", "--x0", "1,2"],
+        r"--x0 cannot set the start of diagonal-linear-network",
+    ),
+    "order-x0-too-short": (
+        ["order", "--loss", f"{LOSS}:reads_second", "--x0", "1"],
+        r"loss indexes outside x0 \(shape \(1,\)\)",
+    ),
+    "order-x0-missing": (
+        ["order", "--loss", f"{LOSS}:reads_second"],
+        r"--x0 is required with --loss",
+    ),
     # names
-    "order-problem": (["order", "--problem", "nope"],
-                      r"--problem: unknown problem 'nope'; valid: .*himmelblau-scaled"),
-    "order-model": (["order", "--models", "hbf2,foo"],
-                    r"unknown model 'foo'; valid models are hbfN and steadyN"),
+    "order-problem": (
+        ["order", "--problem", "nope"],
+        r"--problem: unknown problem 'nope'; valid: .*himmelblau-scaled",
+    ),
+    "order-model": (
+        ["order", "--models", "hbf2,foo"],
+        r"unknown model 'foo'; valid models are hbfN and steadyN",
+    ),
     "order-method": (["order", "--method", "sgd"], r"method must be one of hb, nag, gd; got 'sgd'"),
-    "derive-method": (["derive", "--order", "2", "--method", "sgd"],
-                      r"method must be one of hb, nag, gd"),
+    "derive-method": (
+        ["derive", "--order", "2", "--method", "sgd"],
+        r"method must be one of hb, nag, gd",
+    ),
     "order-format": (["order", "--format", "xml"], r"--format must be text or json"),
-    "derive-format": (["derive", "--order", "2", "--format", "xml"],
-                      r"format must be one of text, latex, json"),
+    "derive-format": (
+        ["derive", "--order", "2", "--format", "xml"],
+        r"format must be one of text, latex, json",
+    ),
     # --loss module:function that cannot be imported
-    "loss-no-module": (["order", "--loss", "hbflow_no_such_module:f", "--x0", "1,2"],
-                       r"--loss: cannot import module 'hbflow_no_such_module'"),
-    "loss-no-function": (["order", "--loss", f"{LOSS}:nope", "--x0", "1,2"],
-                         r"--loss: module 'hbflow_bad_losses' has no function 'nope'"),
-    "loss-not-callable": (["order", "--loss", f"{LOSS}:NOT_A_FUNCTION", "--x0", "1,2"],
-                          r"has no function 'NOT_A_FUNCTION'"),
-    "loss-syntax-error": (["order", "--loss", "hbflow_broken_module:loss", "--x0", "1,2"],
-                          r"--loss: cannot import module 'hbflow_broken_module' from the current "
-                          r"directory: expected ':'"),
-    "loss-no-colon": (["order", "--loss", "hbflow_bad_losses", "--x0", "1,2"],
-                      r"--loss must be module:function"),
+    "loss-no-module": (
+        ["order", "--loss", "hbflow_no_such_module:f", "--x0", "1,2"],
+        r"--loss: cannot import module 'hbflow_no_such_module'",
+    ),
+    "loss-no-function": (
+        ["order", "--loss", f"{LOSS}:nope", "--x0", "1,2"],
+        r"--loss: module 'hbflow_bad_losses' has no function 'nope'",
+    ),
+    "loss-not-callable": (
+        ["order", "--loss", f"{LOSS}:NOT_A_FUNCTION", "--x0", "1,2"],
+        r"has no function 'NOT_A_FUNCTION'",
+    ),
+    "loss-syntax-error": (
+        ["order", "--loss", "hbflow_broken_module:loss", "--x0", "1,2"],
+        r"--loss: cannot import module 'hbflow_broken_module' from the current "
+        r"directory: expected ':'",
+    ),
+    "loss-no-colon": (
+        ["order", "--loss", "hbflow_bad_losses", "--x0", "1,2"],
+        r"--loss must be module:function",
+    ),
     # other options
     "order-max-steps": (["order", "--max-steps", "0"], r"--max-steps must be an integer >= 1"),
     "order-rtol": (["order", "--rtol", "-1"], r"--rtol and --atol must be > 0"),
@@ -407,8 +530,11 @@ def _console_script() -> str | None:
     "entry,argv,match",
     [
         ("module", ["order", "--beta", "1.0"], "--beta must be in [0, 1)"),
-        ("module", ["order", "--loss", "hbflow_no_such_module:f", "--x0", "1,2"],
-         "--loss: cannot import module 'hbflow_no_such_module'"),
+        (
+            "module",
+            ["order", "--loss", "hbflow_no_such_module:f", "--x0", "1,2"],
+            "--loss: cannot import module 'hbflow_no_such_module'",
+        ),
         ("console-script", ["derive", "--order", "0"], "order must be an integer >= 1"),
     ],
 )
@@ -420,8 +546,7 @@ def test_real_process_reports_without_traceback(entry, argv, match, tmp_path):
         if script is None:
             pytest.skip("the hbflow console script is not installed")
         command = [script]
-    proc = subprocess.run(command + argv, capture_output=True, text=True, timeout=180,
-                          cwd=tmp_path)
+    proc = subprocess.run(command + argv, capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr

@@ -21,8 +21,9 @@ def test_default_study(capsys):
     code, out, err = run(capsys)
     assert code == 0, err
     assert "himmelblau-scaled" in out and "slope" in out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:3] in
-            ("hbf", "rgf")}
+    rows = {
+        line.split()[0]: line.split() for line in out.splitlines() if line[:3] in ("hbf", "rgf")
+    }
     assert set(rows) == {"hbf1", "hbf2", "hbf3", "hbf4", "rgf"}
     for name in ("hbf1", "hbf2", "hbf3", "hbf4"):
         slope = float(rows[name][5])  # name, expected order, three errors, slope
@@ -30,34 +31,63 @@ def test_default_study(capsys):
 
 
 def test_json_output(capsys):
-    code, out, _ = run(capsys, "--problem", "double-well", "--etas", "0.02,0.01",
-                       "--horizon", "0.5", "--models", "hbf2,rgf,ks2,mgf,gf",
-                       "--format", "json", "--method", "nag", "--beta", "0.3")
+    code, out, _ = run(
+        capsys,
+        "--problem",
+        "double-well",
+        "--etas",
+        "0.02,0.01",
+        "--horizon",
+        "0.5",
+        "--models",
+        "hbf2,rgf,ks2,mgf,gf",
+        "--format",
+        "json",
+        "--method",
+        "nag",
+        "--beta",
+        "0.3",
+    )
     assert code == 0
     data = json.loads(out)
     assert data["method"] == "nag" and data["beta"] == 0.3 and data["horizon"] == 0.5
     assert data["etas"] == [0.02, 0.01]
     assert list(data["models"]) == ["hbf2", "rgf", "ks2", "mgf", "gf"]
     for m in data["models"].values():
-        assert set(m) >= {"expected_order", "max_errors", "final_errors", "slope",
-                          "solver_error"}
+        assert set(m) >= {"expected_order", "max_errors", "final_errors", "slope", "solver_error"}
         assert len(m["max_errors"]) == 2 and len(m["solver_error"]) == 2
     assert data["models"]["gf"]["expected_order"] == 0
     assert abs(data["models"]["hbf2"]["slope"] - 2) < 0.3
 
 
 def test_user_loss_and_plot(capsys, tmp_path, monkeypatch):
-    (tmp_path / "myloss.py").write_text(textwrap.dedent("""
+    (tmp_path / "myloss.py").write_text(
+        textwrap.dedent("""
         import jax.numpy as jnp
 
         def loss(u):
             return 0.25 * (u[0] ** 2 - 1) ** 2 + 0.5 * u[1] ** 2 + 0.1 * jnp.sin(u[0] * u[1])
-    """))
+    """)
+    )
     monkeypatch.chdir(tmp_path)
     png = tmp_path / "out" / "order.png"
-    code, out, err = run(capsys, "--loss", "myloss:loss", "--x0", "0.5,0.7", "--method", "gd",
-                         "--etas", "0.04,0.02,0.01", "--horizon", "0.4", "--models",
-                         "hbf1,hbf3,steady2", "--plot", str(png))
+    code, out, err = run(
+        capsys,
+        "--loss",
+        "myloss:loss",
+        "--x0",
+        "0.5,0.7",
+        "--method",
+        "gd",
+        "--etas",
+        "0.04,0.02,0.01",
+        "--horizon",
+        "0.4",
+        "--models",
+        "hbf1,hbf3,steady2",
+        "--plot",
+        str(png),
+    )
     assert code == 0, err
     assert "myloss:loss" in out and "plot written" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -98,7 +128,9 @@ def test_non_scalar_user_loss(capsys, tmp_path, monkeypatch):
 def test_subprocess_error_has_no_traceback():
     proc = subprocess.run(
         [sys.executable, "-m", "hbflow._cli", "order", "--etas", "-0.1"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "--etas" in proc.stderr and "Traceback" not in proc.stderr

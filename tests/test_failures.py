@@ -42,8 +42,9 @@ def first_non_finite_numpy(method, beta, eta, lam, num_steps):
     return None
 
 
-@pytest.mark.parametrize("method,beta,limit", [("hb", 0.5, 3.0), ("nag", 0.5, 1.5),
-                                               ("gd", 0.0, 2.0)])
+@pytest.mark.parametrize(
+    "method,beta,limit", [("hb", 0.5, 3.0), ("nag", 0.5, 1.5), ("gd", 0.0, 2.0)]
+)
 def test_diverging_iterates_name_the_step_and_the_stability_limit(method, beta, limit):
     u0 = jnp.array([1.0, 1.0])
     with pytest.raises(DivergenceError) as info:
@@ -56,13 +57,15 @@ def test_diverging_iterates_name_the_step_and_the_stability_limit(method, beta, 
     assert "stable only for eta < " in message and f"= {limit:.4g} here" in message
     assert f"Use eta < {limit:.4g}." in message
     # check_finite=False hands the non-finite iterates back
-    us = hbflow.iterates(quadratic, u0, method=method, beta=beta, eta=10.0, num_steps=2000,
-                         check_finite=False)
+    us = hbflow.iterates(
+        quadratic, u0, method=method, beta=beta, eta=10.0, num_steps=2000, check_finite=False
+    )
     assert not np.isfinite(np.asarray(us[-1])).all()
 
 
-@pytest.mark.parametrize("method,beta", [("gd", 0.0), *[(m, b) for m in ("hb", "nag")
-                                                        for b in (0.0, 0.3, 0.9)]])
+@pytest.mark.parametrize(
+    "method,beta", [("gd", 0.0), *[(m, b) for m in ("hb", "nag") for b in (0.0, 0.3, 0.9)]]
+)
 def test_stability_limit_is_where_the_spectral_radius_crosses_one(method, beta):
     a = beta if method == "nag" else 0.0
     limit = stability_limit(method, beta, 1.0)
@@ -77,8 +80,15 @@ def test_stability_limit_is_where_the_spectral_radius_crosses_one(method, beta):
 
 def test_compare_keeps_partial_results_when_the_iterates_diverge():
     with pytest.raises(OrderStudyError) as info:
-        hbflow.compare(quartic, jnp.array([2.0]), method="hb", beta=0.5, etas=[0.5, 0.01],
-                       horizon=5.0, models=["rgf"])
+        hbflow.compare(
+            quartic,
+            jnp.array([2.0]),
+            method="hb",
+            beta=0.5,
+            etas=[0.5, 0.01],
+            horizon=5.0,
+            models=["rgf"],
+        )
     study = info.value.study
     assert not study.complete and len(study.failures) == 1
     failure = study.failures[0]
@@ -97,8 +107,16 @@ def test_compare_keeps_partial_results_when_the_iterates_diverge():
 def test_compare_keeps_partial_results_when_a_solve_fails():
     progress = []
     with pytest.raises(OrderStudyError) as info:
-        hbflow.compare(blow_up, jnp.array([1.0]), method="hb", beta=0.5, etas=[0.1, 0.05],
-                       horizon=0.4, models=["gf", "rgf"], progress=progress.append)
+        hbflow.compare(
+            blow_up,
+            jnp.array([1.0]),
+            method="hb",
+            beta=0.5,
+            etas=[0.1, 0.05],
+            horizon=0.4,
+            models=["gf", "rgf"],
+            progress=progress.append,
+        )
     study = info.value.study
     assert {(f.model, f.eta) for f in study.failures} == {("rgf", 0.1), ("rgf", 0.05)}
     for f in study.failures:
@@ -109,26 +127,49 @@ def test_compare_keeps_partial_results_when_a_solve_fails():
     # one progress event per run, in order, with the failures marked
     assert [p.done for p in progress] == list(range(1, 7)) and progress[-1].total == 6
     assert [(p.stage, p.eta, p.failed) for p in progress] == [
-        ("iterates", 0.1, False), ("iterates", 0.05, False), ("gf", 0.1, False),
-        ("gf", 0.05, False), ("rgf", 0.1, True), ("rgf", 0.05, True)]
+        ("iterates", 0.1, False),
+        ("iterates", 0.05, False),
+        ("gf", 0.1, False),
+        ("gf", 0.05, False),
+        ("rgf", 0.1, True),
+        ("rgf", 0.05, True),
+    ]
 
 
 def test_solve_failure_says_what_to_change():
     with pytest.raises(SolveError) as info:
-        hbflow.solve_model(hbflow.HeavyBallFlow(2), quadratic, jnp.array([1.0, 0.5]),
-                           method="hb", beta=0.5, eta=0.05, num_pieces=3, max_steps=1,
-                           rtol=1e-14, atol=1e-14)
+        hbflow.solve_model(
+            hbflow.HeavyBallFlow(2),
+            quadratic,
+            jnp.array([1.0, 0.5]),
+            method="hb",
+            beta=0.5,
+            eta=0.05,
+            num_pieces=3,
+            max_steps=1,
+            rtol=1e-14,
+            atol=1e-14,
+        )
     err = info.value
     assert (err.model, err.piece, err.eta) == ("hbf2", 0, 0.05)
     message = str(err)
     assert "model hbf2: the solve failed on piece k=0" in message
-    assert "raise max_steps (now 1), loosen rtol/atol (now 1e-14/1e-14), or use a smaller eta" \
+    assert (
+        "raise max_steps (now 1), loosen rtol/atol (now 1e-14/1e-14), or use a smaller eta"
         in message
+    )
 
 
 def test_progress_printed_by_compare(capsys):
-    hbflow.compare(quadratic, jnp.array([1.0, 0.5]), etas=[0.1, 0.05], horizon=0.5,
-                   models=["rgf"], solver_check=False, progress=True)
+    hbflow.compare(
+        quadratic,
+        jnp.array([1.0, 0.5]),
+        etas=[0.1, 0.05],
+        horizon=0.5,
+        models=["rgf"],
+        solver_check=False,
+        progress=True,
+    )
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 4
     assert err[0].startswith("hbflow: [1/4] iterates") and "eta=0.1" in err[0]
@@ -147,8 +188,19 @@ def blow_up_module(tmp_path, monkeypatch):
     return tmp_path
 
 
-ARGS = ["order", "--loss", "hbflow_blow_up:loss", "--x0", "1", "--etas", "0.1,0.05",
-        "--horizon", "0.4", "--models", "gf,rgf"]
+ARGS = [
+    "order",
+    "--loss",
+    "hbflow_blow_up:loss",
+    "--x0",
+    "1",
+    "--etas",
+    "0.1,0.05",
+    "--horizon",
+    "0.4",
+    "--models",
+    "gf,rgf",
+]
 
 
 def test_cli_writes_partial_json_and_exits_1(capsys, blow_up_module):
@@ -171,8 +223,9 @@ def test_cli_partial_text_table_and_progress_on_a_terminal(capsys, blow_up_modul
     code = main(ARGS)
     out, err = capsys.readouterr()
     assert code == 1
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:3] in ("gf ",
-                                                                                       "rgf")}
+    rows = {
+        line.split()[0]: line.split() for line in out.splitlines() if line[:3] in ("gf ", "rgf")
+    }
     assert rows["rgf"][2:4] == ["failed", "failed"]
     assert "failed" not in rows["gf"]
     progress = [line for line in err.splitlines() if line.startswith("hbflow: [")]
@@ -182,8 +235,17 @@ def test_cli_partial_text_table_and_progress_on_a_terminal(capsys, blow_up_modul
 
 
 def test_cli_progress_silent_when_not_a_terminal_or_json(capsys, monkeypatch):
-    argv = ["order", "--problem", "ks-quadratic-5", "--etas", "0.01,0.005", "--horizon", "0.1",
-            "--models", "rgf"]
+    argv = [
+        "order",
+        "--problem",
+        "ks-quadratic-5",
+        "--etas",
+        "0.01,0.005",
+        "--horizon",
+        "0.1",
+        "--models",
+        "rgf",
+    ]
     assert main(argv) == 0  # capsys: stderr is not a terminal
     assert "hbflow: [" not in capsys.readouterr().err
     monkeypatch.setattr("hbflow._cli_order._stderr_is_terminal", lambda: True)

@@ -97,8 +97,9 @@ def test_hbf_field_changes_at_every_grid_time():
     sol = solve_model(model, quadratic, U0, method="hb", beta=0.9, eta=ETA, num_pieces=K)
     table = model.coefficients("hb", 0.9, K)
     frozen = np.broadcast_to(table[0], table.shape)
-    sol0 = solve_model(model, quadratic, U0, method="hb", beta=0.9, eta=ETA, num_pieces=K,
-                       table=frozen)
+    sol0 = solve_model(
+        model, quadratic, U0, method="hb", beta=0.9, eta=ETA, num_pieces=K, table=frozen
+    )
     assert np.abs(np.asarray(sol.us) - np.asarray(sol0.us)).max() > 1e-2
     # b_k(•) = (1 - β^{k+1})/(1 - β) (MATH.md §4)
     k = np.arange(K)
@@ -108,8 +109,9 @@ def test_hbf_field_changes_at_every_grid_time():
 def test_masked_pieces_match_unpadded_solve():
     model = HeavyBallFlow(2)
     a = solve_model(model, quadratic, U0, method="hb", beta=0.5, eta=ETA, num_pieces=5)
-    b = solve_model(model, quadratic, U0, method="hb", beta=0.5, eta=ETA, num_pieces=5,
-                    max_pieces=K)
+    b = solve_model(
+        model, quadratic, U0, method="hb", beta=0.5, eta=ETA, num_pieces=5, max_pieces=K
+    )
     assert b.us.shape == (6, 2) and b.num_steps.shape == (5,)
     np.testing.assert_allclose(a.us, b.us, rtol=1e-14, atol=1e-15)
 
@@ -119,10 +121,12 @@ def test_pytree_start():
         return quadratic(jnp.concatenate([p["x"], p["y"]]))
 
     p0 = {"x": U0[:1], "y": U0[1:]}
-    sol = solve_model(RescaledGradientFlow(), loss, p0, method="hb", beta=0.5, eta=ETA,
-                      num_pieces=4)
-    flat = solve_model(RescaledGradientFlow(), quadratic, U0, method="hb", beta=0.5, eta=ETA,
-                       num_pieces=4)
+    sol = solve_model(
+        RescaledGradientFlow(), loss, p0, method="hb", beta=0.5, eta=ETA, num_pieces=4
+    )
+    flat = solve_model(
+        RescaledGradientFlow(), quadratic, U0, method="hb", beta=0.5, eta=ETA, num_pieces=4
+    )
     np.testing.assert_allclose(sol.us["x"][:, 0], flat.us[:, 0], rtol=1e-13)
     np.testing.assert_allclose(sol.us["y"][:, 0], flat.us[:, 1], rtol=1e-13)
 
@@ -153,9 +157,17 @@ def test_names_round_trip_and_errors():
 
 
 def test_models_are_reexported():
-    for name in ("HeavyBallFlow", "SteadyStateFlow", "RescaledGradientFlow", "GradientFlow",
-                 "KovachkiStuartODE", "MomentumGradientFlow", "AbstractContinuousModel",
-                 "solve_model", "compare"):
+    for name in (
+        "HeavyBallFlow",
+        "SteadyStateFlow",
+        "RescaledGradientFlow",
+        "GradientFlow",
+        "KovachkiStuartODE",
+        "MomentumGradientFlow",
+        "AbstractContinuousModel",
+        "solve_model",
+        "compare",
+    ):
         assert hasattr(hbflow, name), name
 
 
@@ -181,13 +193,30 @@ def test_bad_arguments(kwargs, match):
 
 def test_failed_solve_names_model_and_piece():
     with pytest.raises(RuntimeError, match=r"model hbf2: the solve failed on piece k=0.*max_steps"):
-        solve_model(HeavyBallFlow(2), quadratic, U0, method="hb", beta=0.5, eta=ETA,
-                    num_pieces=3, max_steps=1, rtol=1e-14, atol=1e-14)
+        solve_model(
+            HeavyBallFlow(2),
+            quadratic,
+            U0,
+            method="hb",
+            beta=0.5,
+            eta=ETA,
+            num_pieces=3,
+            max_steps=1,
+            rtol=1e-14,
+            atol=1e-14,
+        )
 
 
 def test_blow_up_is_reported():
     # L = -u^4/4: the rescaled flow u' = 2u^3 blows up at t = 1/4, inside [0, 1].
     with pytest.raises(RuntimeError, match=r"model rgf"):
-        solve_model(RescaledGradientFlow(), lambda u: -jnp.sum(u**4) / 4, jnp.array([1.0]),
-                    method="hb", beta=0.5, eta=0.2, num_pieces=5)
+        solve_model(
+            RescaledGradientFlow(),
+            lambda u: -jnp.sum(u**4) / 4,
+            jnp.array([1.0]),
+            method="hb",
+            beta=0.5,
+            eta=0.2,
+            num_pieces=5,
+        )
     assert jax.config.jax_enable_x64

@@ -19,8 +19,13 @@ from hbflow._problems import (
 def test_names():
     names = problem_names()
     assert len(names) == len(set(names))
-    for required in ("ks-quadratic-5", "ks-quadratic-10", "ks-quadratic-20",
-                     "diagonal-linear-network", "deep-linear-network"):
+    for required in (
+        "ks-quadratic-5",
+        "ks-quadratic-10",
+        "ks-quadratic-20",
+        "diagonal-linear-network",
+        "deep-linear-network",
+    ):
         assert required in names
     assert DEFAULT_PROBLEM in names
     # At least three 2-D non-convex problems besides the quadratics.
@@ -88,8 +93,11 @@ def test_two_d_formulas():
     well = 0.25 * (x**2 - 1) ** 2 + 0.5 * y**2 + 0.5 * x**2 * y**2
     np.testing.assert_allclose(get_problem("double-well").loss(u), well, rtol=1e-14)
     # Known minima have zero loss and zero gradient.
-    for name, minimum in [("himmelblau-scaled", [3.0, 2.0]), ("rosenbrock-soft", [1.0, 1.0]),
-                          ("double-well", [-1.0, 0.0])]:
+    for name, minimum in [
+        ("himmelblau-scaled", [3.0, 2.0]),
+        ("rosenbrock-soft", [1.0, 1.0]),
+        ("double-well", [-1.0, 0.0]),
+    ]:
         loss = get_problem(name).loss
         assert float(loss(jnp.array(minimum))) == pytest.approx(0.0, abs=1e-15)
         np.testing.assert_allclose(jax.grad(loss)(jnp.array(minimum)), 0.0, atol=1e-14)

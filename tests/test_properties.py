@@ -24,8 +24,9 @@ import hbflow
 
 
 def fast(max_examples: int) -> settings:
-    return settings(max_examples=max_examples, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+    return settings(
+        max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
 
 
 class Quadratic(eqx.Module):
@@ -76,8 +77,11 @@ def exact_hbf(Q, u0, alpha, method, beta, eta, num_pieces):
     """u(t_k), k = 0..K, of the HBF of order α on ½u·Qu, by matrix exponentials."""
     model = hbflow.HeavyBallFlow(alpha)
     table = model.coefficients(method, beta, num_pieces)
-    tall = [(i, t.order) for i, t in enumerate(model.trees)
-            if t.level_sequence == tuple(range(1, t.order + 1))]
+    tall = [
+        (i, t.order)
+        for i, t in enumerate(model.trees)
+        if t.level_sequence == tuple(range(1, t.order + 1))
+    ]
     powers = {n: np.linalg.matrix_power(-Q, n) for _, n in tall}
     out = [u0]
     for row in table:
@@ -89,8 +93,9 @@ def exact_hbf(Q, u0, alpha, method, beta, eta, num_pieces):
 # λ‖Q‖ = η‖Q‖/(1-β)² in [0.01, 0.04] and β <= 0.5 keep the fixed horizon T = 32η in the
 # asymptotic regime (measured over the corners of this box: |log2 ratio - α| <= 0.2).
 @fast(25)
-@given(problem=quadratics(), mb=method_and_beta(), alpha=st.integers(1, 4),
-       lam=st.floats(0.01, 0.04))
+@given(
+    problem=quadratics(), mb=method_and_beta(), alpha=st.integers(1, 4), lam=st.floats(0.01, 0.04)
+)
 def test_hbf_on_random_quadratic_has_its_order(problem, mb, alpha, lam):
     Q, u0 = problem
     method, beta = mb
@@ -106,15 +111,23 @@ def test_hbf_on_random_quadratic_has_its_order(problem, mb, alpha, lam):
 
 
 @fast(8)
-@given(problem=quadratics(), mb=method_and_beta(), alpha=st.integers(1, 3),
-       lam=st.floats(0.01, 0.1))
+@given(
+    problem=quadratics(), mb=method_and_beta(), alpha=st.integers(1, 3), lam=st.floats(0.01, 0.1)
+)
 def test_solved_hbf_equals_exact_linear_solution(problem, mb, alpha, lam):
     Q, u0 = problem
     method, beta = mb
     eta = lam * (1 - beta) ** 2 / np.linalg.eigvalsh(Q).max()
     K = 12
-    sol = hbflow.solve_model(hbflow.HeavyBallFlow(alpha), Quadratic(jnp.asarray(Q)),
-                             jnp.asarray(u0), method=method, beta=beta, eta=eta, num_pieces=K)
+    sol = hbflow.solve_model(
+        hbflow.HeavyBallFlow(alpha),
+        Quadratic(jnp.asarray(Q)),
+        jnp.asarray(u0),
+        method=method,
+        beta=beta,
+        eta=eta,
+        num_pieces=K,
+    )
     want = exact_hbf(Q, u0, alpha, method, beta, eta, K)
     np.testing.assert_allclose(np.asarray(sol.us), want, rtol=1e-9, atol=1e-11)
     assert np.linalg.norm(want[-1] - want[0]) > 1e-3  # the flow moved
@@ -143,8 +156,11 @@ def test_closed_form_equals_recurrence_with_symbolic_beta(method, k):
 
 
 @fast(20)
-@given(method=st.sampled_from(["hb", "nag"]), k=st.integers(0, 200),
-       beta=st.one_of(st.just(0.0), st.floats(1e-3, 0.99)))
+@given(
+    method=st.sampled_from(["hb", "nag"]),
+    k=st.integers(0, 200),
+    beta=st.one_of(st.just(0.0), st.floats(1e-3, 0.99)),
+)
 def test_first_coefficient_is_the_geometric_sum(method, k, beta):
     # b_k(•) = γ_k = (1 - β^(k+1))/(1 - β) (MATH.md §4), through the float64 bridge.
     table = hbflow.counter_terms(2, method).coefficient_table(beta, k + 1)

@@ -14,8 +14,16 @@ ETAS = [0.04, 0.02, 0.01]
 
 
 def test_passes_and_returns_the_study():
-    study = assert_error_order(PROBLEM.loss, PROBLEM.x0, method="hb", beta=0.5, etas=ETAS,
-                               model="hbf2", expected=2, tol=0.3)
+    study = assert_error_order(
+        PROBLEM.loss,
+        PROBLEM.x0,
+        method="hb",
+        beta=0.5,
+        etas=ETAS,
+        model="hbf2",
+        expected=2,
+        tol=0.3,
+    )
     assert study.horizon == pytest.approx(1.0)  # default: the multiple of 0.04 nearest to 1
     assert abs(study.models["hbf2"].slope - 2) <= 0.3
     # expected defaults to the model's stated order
@@ -24,8 +32,16 @@ def test_passes_and_returns_the_study():
 
 def test_wrong_expected_order_fails_with_the_table():
     with pytest.raises(AssertionError) as info:
-        assert_error_order(PROBLEM.loss, PROBLEM.x0, method="hb", beta=0.5, etas=ETAS,
-                           model="hbf2", expected=3, tol=0.3)
+        assert_error_order(
+            PROBLEM.loss,
+            PROBLEM.x0,
+            method="hb",
+            beta=0.5,
+            etas=ETAS,
+            model="hbf2",
+            expected=3,
+            tol=0.3,
+        )
     message = str(info.value)
     assert re.search(r"hbf2: fitted order 1\.\d+|hbf2: fitted order 2\.\d+", message), message
     assert "is not within 0.3 of the expected 3" in message
@@ -42,17 +58,30 @@ def test_loose_solver_fails_the_solver_check():
     # A second-order solver at rtol = atol = 1e-4 has errors within 100x of hbf2's (the default
     # Tsit5 is so accurate on these short pieces that loose tolerances barely show): the slope
     # would measure the solver, so the helper fails even though the slope looks right.
-    with pytest.raises(AssertionError, match=r"hbf2: the solver error is not 100x below the "
-                       r"model error at eta = 0\.04, 0\.02, 0\.01.*tighten rtol/atol"):
-        assert_error_order(PROBLEM.loss, PROBLEM.x0, etas=ETAS, model="hbf2", expected=2,
-                           solver=diffrax.Heun(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(
+        AssertionError,
+        match=r"hbf2: the solver error is not 100x below the "
+        r"model error at eta = 0\.04, 0\.02, 0\.01.*tighten rtol/atol",
+    ):
+        assert_error_order(
+            PROBLEM.loss,
+            PROBLEM.x0,
+            etas=ETAS,
+            model="hbf2",
+            expected=2,
+            solver=diffrax.Heun(),
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 def test_failed_run_fails_with_the_failures():
     def quartic(u):
         return 0.25 * jnp.sum(u**4) + 0.5 * jnp.sum(u**2)
 
-    with pytest.raises(AssertionError, match=r"(?s)rgf: the order study did not complete.*"
-                       r"failed: eta=0\.5 iterates: the hb iterates diverge"):
-        assert_error_order(quartic, jnp.array([2.0]), etas=[0.5, 0.01], horizon=5.0,
-                           model="rgf")
+    with pytest.raises(
+        AssertionError,
+        match=r"(?s)rgf: the order study did not complete.*"
+        r"failed: eta=0\.5 iterates: the hb iterates diverge",
+    ):
+        assert_error_order(quartic, jnp.array([2.0]), etas=[0.5, 0.01], horizon=5.0, model="rgf")
