@@ -77,7 +77,7 @@ class AbstractContinuousModel(eqx.Module):
         the iterates from rest of `method` with momentum `beta`, on a fixed horizon."""
 
     def coefficients(self, method: str, beta: float, num_pieces: int) -> np.ndarray:
-        """Float64 table of shape ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$."""
+        """Float64 table ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$."""
         _checked(method, beta)
         return _empty_table(num_pieces)
 
