@@ -42,7 +42,8 @@ def test_closed_form_equals_per_k_at_rational_beta(ct5):
 
 
 # Explicit Euler's modified equation, HLW (Hairer, Lubich & Wanner, Geometric Numerical
-# Integration, 2nd ed., Springer 2006), §IX.1, eq. (1.4) and Example IX.1.1:
+# Integration, 2nd ed., Springer 2006), Section IX.1, the explicit Euler example, also quoted in
+# MATH.md §4:
 #   f_h = f - h/2 f'f + h^2 (1/12 f''(f,f) + 1/3 f'f'f) + O(h^3),
 # i.e. b/sigma = 1, -1/2, 1/12, 1/3 on •, [•], [•,•], [[•]].
 HLW_EULER = {
@@ -68,7 +69,7 @@ def test_beta_zero_is_explicit_euler(method):
 def _euler_modified_field_scalar(f, y, h, order):
     """Independent construction (no trees): the scalar field F_h = sum h^n f_(n+1) whose exact
     time-h flow, expanded by the Lie series sum h^n/n! D^n y with D = F_h d/dy, equals the Euler
-    step y + h f(y) to O(h^(order+1)) (HLW §IX.1, eq. (1.3))."""
+    step y + h f(y) to O(h^(order+1)) (the construction of HLW Section IX.1)."""
     parts = [f]
     for n in range(1, order):
         unknown = sympy.Symbol("unknown")
