@@ -43,7 +43,7 @@ def _shown(ct: CounterTerms, tree, *, k, beta, steady_state: bool) -> list[tuple
     groups: dict[int, sympy.Expr] = {}
     for (j, m), c in ct.exponential_terms(tree).items():
         groups[j] = groups.get(j, 0) + scale * c.to_sympy(b) * K**m
-    return [(j, _pretty(sympy.together(p))) for j, p in sorted(groups.items()) if p != 0]
+    return [(j, _collect_k(p)) for j, p in sorted(groups.items()) if p != 0]
 
 
 def _check_counter_terms(ct) -> None:
@@ -51,6 +51,18 @@ def _check_counter_terms(ct) -> None:
         raise ValueError(
             f"expected the CounterTerms of hbflow.counter_terms(order, method), got {ct!r}"
         )
+
+
+def _collect_k(p: sympy.Expr) -> sympy.Expr:
+    """A polynomial in k over a common denominator, each power of k with a factored coefficient,
+    the leading one positive (for 0 < β < 1)."""
+    num, den = sympy.fraction(sympy.factor(sympy.together(p)))
+    poly = sympy.Poly(sympy.expand(num), K)
+    if poly.degree() < 1:
+        return _pretty(p)
+    sign = -1 if poly.LC().subs(BETA, sympy.Rational(1, 2)) < 0 else 1
+    collected = sum(_pretty(sign * c) * K**m for (m,), c in poly.terms())
+    return sign * sympy.factor_terms(collected, sign=False) / _pretty(den)
 
 
 def _views(ct, k, beta, steady_state):

@@ -102,3 +102,21 @@ def test_latex_names_the_piece(capsys):
     code, out, _ = run(capsys, "derive", "--order", "2", "--k", "0", "--format", "latex")
     # piece 0 of heavy ball is one explicit Euler step: -∇L + (η/2) H∇L  (HLW IX.1)
     assert code == 0 and r"\dot u = f_{0}(u)" in out and r"\frac{1}{2}" in out
+
+
+@pytest.mark.parametrize("method", ["hb", "nag"])
+def test_displayed_coefficients_are_exact(method):
+    # The text/LaTeX view regroups and refactors each coefficient (powers of beta^k, powers of k,
+    # (1 - beta) denominators); it must still be exactly (-1)^|tau| b_k(tau) / sigma(tau).
+    from hbflow._format import ONE_MINUS_BETA, _shown
+
+    beta, k = LOCALS["beta"], LOCALS["k"]
+    ct = counter_terms(4, method)
+    for tree in ct.trees:
+        groups = _shown(ct, tree, k=None, beta=None, steady_state=False)
+        shown = sum(
+            (beta ** (j * k) if j else 1) * p.subs(ONE_MINUS_BETA, 1 - beta) for j, p in groups
+        )
+        for kk in (0, 1, 5):
+            expected = tree.sign * ct.at(kk)[tree] / tree.sigma
+            assert sympy.simplify(shown.subs(k, kk) - expected) == 0
