@@ -238,6 +238,14 @@ class _AbstractBSeriesFlow(AbstractContinuousModel):
     characters $c$ in the rows of the coefficient table."""
 
     alpha: eqx.AbstractVar[int]
+    prefix: eqx.AbstractClassVar[str]
+
+    def __check_init__(self):
+        _check_alpha(self.alpha)
+
+    @property
+    def name(self) -> str:
+        return f"{self.prefix}{self.alpha}"
 
     @property
     def trees(self) -> tuple[Tree, ...]:
@@ -299,13 +307,7 @@ class SteadyStateFlow(_AbstractBSeriesFlow):
     """
 
     alpha: int
-
-    def __check_init__(self):
-        _check_alpha(self.alpha)
-
-    @property
-    def name(self) -> str:
-        return f"steady{self.alpha}"
+    prefix: ClassVar[str] = "steady"
 
     def order(self, method: str, beta: float) -> int:
         method, beta = _checked(method, beta)
@@ -349,13 +351,7 @@ class HeavyBallFlow(_AbstractBSeriesFlow):
     """
 
     alpha: int
-
-    def __check_init__(self):
-        _check_alpha(self.alpha)
-
-    @property
-    def name(self) -> str:
-        return f"hbf{self.alpha}"
+    prefix: ClassVar[str] = "hbf"
 
     def order(self, method: str, beta: float) -> int:
         _checked(method, beta)
