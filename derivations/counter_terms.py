@@ -1,6 +1,6 @@
 """Derive the exact counter terms and write them to the package's versioned data files.
 
-    python derivations/counter_terms.py --order 6            # hb and nag, order 6; gd order 8
+    python derivations/counter_terms.py --order 8            # hb, nag and gd to order 8
     python derivations/counter_terms.py --order 5 --method hb
 
 Files go to ``hbflow/_data/counter_terms_{method}_order{N}.json`` (or ``--out DIR``); the package
@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     for method in args.method or METHODS:
-        # gd is cheap (no k-dependence): ship it to a higher order.
-        order = max(args.order, 8) if method == "gd" else args.order
+        order = args.order
         for stale in args.out.glob(f"counter_terms_{method}_order*.json"):
             stale.unlink()
         start = time.perf_counter()

@@ -228,8 +228,12 @@ class RationalFunction:
 
     @classmethod
     def from_frac(cls, value) -> RationalFunction:
-        """From an element of ``QQ`` or ``QQ.frac_field(beta)`` (already in lowest terms)."""
-        if hasattr(value, "numer") and hasattr(value, "denom") and hasattr(value.numer, "terms"):
+        """From an element of ``QQ``, ``QQ.frac_field(beta)`` or `QBeta` (in lowest terms)."""
+        if hasattr(value, "coefficients") and hasattr(value, "num"):  # QBeta
+            num_list, den_list = value.coefficients()
+            num = {i: Fraction(c) for i, c in enumerate(num_list) if c}
+            den = {i: Fraction(c) for i, c in enumerate(den_list) if c}
+        elif hasattr(value, "numer") and hasattr(value, "denom") and hasattr(value.numer, "terms"):
             num = {
                 e[0]: Fraction(int(c.numerator), int(c.denominator)) for e, c in value.numer.terms()
             }
