@@ -190,3 +190,20 @@ def test_table_at_tiny_beta_is_gradient_descent_to_rounding():
 def test_unhashable_or_wrong_order_type(bad):
     with pytest.raises(ValueError, match="order must be an integer >= 1"):
         counter_terms(bad)
+
+
+@pytest.mark.parametrize("method", ["hb", "nag"])
+def test_poles_at_beta_one_have_order_two_tau_minus_one(method):
+    # The coefficients blow up like (1 - beta)^-(2|tau| - 1) as beta -> 1 (the scaling behind
+    # lambda = eta/(1-beta)^2); the steady state alone has no other pole.
+    ct = counter_terms(6, method)
+    for order in range(1, 7):
+        worst = 0
+        for tree in (t for t in ct.trees if t.order == order):
+            for (j, m), c in ct.exponential_terms(tree).items():
+                den = sympy.Poly(list(reversed(c.den)), beta)
+                factors = dict(sympy.factor_list(den.as_expr())[1])
+                worst = max(worst, factors.get(beta - 1, 0))
+                if (j, m) == (0, 0):
+                    assert set(factors) <= {beta - 1}, (tree, den)
+        assert worst == 2 * order - 1
