@@ -36,10 +36,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
-from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _check_count, _check_solver, _solve
+from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _check_solver, _solve
 from ._methods import divergence_message, first_non_finite, hessian_estimates, stability_limit
 from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
-from ._validate import as_float_tree, check_loss, require_float64
+from ._validate import as_float_tree, check_count, check_loss, check_positive, require_float64
 
 __all__ = [
     "compare",
@@ -437,22 +437,12 @@ def compare(
     require_float64("hbflow.compare")
     method = check_method(method)
     beta = check_beta(beta, method)
-    if isinstance(horizon, (str, bytes)):
-        raise ValueError(f"horizon must be a finite number > 0, got {horizon!r}")
-    try:
-        horizon = float(horizon)
-    except (TypeError, ValueError):
-        raise ValueError(f"horizon must be a finite number > 0, got {horizon!r}") from None
-    if not (math.isfinite(horizon) and horizon > 0):
-        raise ValueError(f"horizon must be a finite number > 0, got {horizon!r}")
+    horizon = check_positive(horizon, "horizon")
     etas, nums = _check_etas(etas, horizon)
     model_list = _as_models(models)
-    for name, tol in (("rtol", rtol), ("atol", atol)):
-        if isinstance(tol, bool) or not (
-            isinstance(tol, (int, float, np.floating)) and math.isfinite(tol) and tol > 0
-        ):
-            raise ValueError(f"{name} must be a finite number > 0, got {tol!r}")
-    max_steps = _check_count(max_steps, "max_steps")
+    check_positive(rtol, "rtol")
+    check_positive(atol, "atol")
+    max_steps = check_count(max_steps, "max_steps")
     solver = _check_solver(solver)
     if not isinstance(solver_check, (bool, np.bool_)):
         raise ValueError(f"solver_check must be True or False, got {solver_check!r}")

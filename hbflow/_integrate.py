@@ -14,7 +14,6 @@ of the sweep) and every $\eta$ reuses one compiled function: pieces beyond $K$ a
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -29,7 +28,13 @@ from jaxtyping import Array, Float, PyTree
 
 from ._differentials import gradient_field
 from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
-from ._validate import as_float_tree, check_loss, require_float64
+from ._validate import (
+    as_float_tree,
+    check_count,
+    check_loss,
+    check_positive,
+    require_float64,
+)
 
 __all__ = ["solve_model", "ModelSolution", "SolveError", "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
@@ -191,14 +196,14 @@ def solve_model(
         )
     method = check_method(method)
     beta = check_beta(beta, method)
-    eta = _check_positive(eta, "eta")
-    num_pieces = _check_count(num_pieces, "num_pieces")
-    max_pieces = num_pieces if max_pieces is None else _check_count(max_pieces, "max_pieces")
+    eta = check_positive(eta, "eta")
+    num_pieces = check_count(num_pieces, "num_pieces")
+    max_pieces = num_pieces if max_pieces is None else check_count(max_pieces, "max_pieces")
     if max_pieces < num_pieces:
         raise ValueError(f"max_pieces ({max_pieces}) must be >= num_pieces ({num_pieces})")
-    rtol = _check_positive(rtol, "rtol")
-    atol = _check_positive(atol, "atol")
-    max_steps = _check_count(max_steps, "max_steps")
+    rtol = check_positive(rtol, "rtol")
+    atol = check_positive(atol, "atol")
+    max_steps = check_count(max_steps, "max_steps")
     solver = _check_solver(solver)
     u0 = as_float_tree(u0, "u0", float64=True)
     check_loss(loss, u0, name="u0")
@@ -323,19 +328,3 @@ def _check_solver(solver):
     if not isinstance(solver, diffrax.AbstractSolver):
         raise ValueError(f"solver must be a diffrax solver (e.g. diffrax.Tsit5()), got {solver!r}")
     return solver
-
-
-def _check_positive(x, name: str) -> float:
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {x!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
-    return value
-
-
-def _check_count(n, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
-    return int(n)

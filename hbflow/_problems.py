@@ -28,6 +28,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._validate import check_count, check_positive
+
 __all__ = [
     "Problem",
     "get_problem",
@@ -184,22 +186,6 @@ def _double_well() -> Problem:
 # --- networks ------------------------------------------------------------------------------------
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _positive_float(value: Any, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return value
-
-
 @functools.lru_cache(maxsize=32)
 def diagonal_linear_network(
     n: int = 40, d: int = 100, sparsity: int = 5, init_scale: float = 0.1, seed: int = 0
@@ -251,12 +237,12 @@ def diagonal_linear_network(
     }
     ```
     """
-    n = _positive_int(n, "n")
-    d = _positive_int(d, "d")
-    sparsity = _positive_int(sparsity, "sparsity")
+    n = check_count(n, "n")
+    d = check_count(d, "d")
+    sparsity = check_count(sparsity, "sparsity")
     if sparsity > d:
         raise ValueError(f"sparsity must be at most d = {d}, got {sparsity}")
-    init_scale = _positive_float(init_scale, "init_scale")
+    init_scale = check_positive(init_scale, "init_scale")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
 
@@ -355,12 +341,12 @@ def deep_linear_network(
     }
     ```
     """
-    depth = _positive_int(depth, "depth")
-    width = _positive_int(width, "width")
-    input_dim = _positive_int(input_dim, "input_dim")
-    output_dim = _positive_int(output_dim, "output_dim")
-    n = _positive_int(n, "n")
-    init_scale = _positive_float(init_scale, "init_scale")
+    depth = check_count(depth, "depth")
+    width = check_count(width, "width")
+    input_dim = check_count(input_dim, "input_dim")
+    output_dim = check_count(output_dim, "output_dim")
+    n = check_count(n, "n")
+    init_scale = check_positive(init_scale, "init_scale")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
 

@@ -9,6 +9,7 @@ without reading a traceback.  Checks on values are skipped when the value is tra
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "check_method",
     "check_beta",
     "check_count",
+    "check_positive",
     "require_float64",
     "as_float_tree",
     "check_loss",
@@ -56,6 +58,19 @@ def check_beta(beta, method: str | None = None) -> float:
         raise ValueError(
             f"method 'gd' is the case beta = 0, got beta={value!r}; use 'hb' or 'nag' for momentum"
         )
+    return value
+
+
+def check_positive(x, name: str) -> float:
+    """`x` as a finite float > 0, else a `ValueError` naming `name` (strings and bools refused)."""
+    if isinstance(x, (bool, str, bytes)):
+        raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number > 0, got {x!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
     return value
 
 

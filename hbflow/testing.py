@@ -24,6 +24,7 @@ import numpy as np
 
 from ._compare import SOLVER_MARGIN, OrderStudy, OrderStudyError, compare
 from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
+from ._validate import check_positive
 
 __all__ = ["assert_error_order"]
 
@@ -84,8 +85,7 @@ def assert_error_order(
         expected = model.order(method, beta)
     if isinstance(expected, bool) or not isinstance(expected, (int, float, np.number)):
         raise ValueError(f"expected must be a number (the expected order), got {expected!r}")
-    if not (isinstance(tol, (int, float, np.number)) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    check_positive(tol, "tol")
     if horizon is None:
         horizon = _default_horizon(etas)
 

@@ -305,7 +305,7 @@ API_CASES = {
         lambda: hbflow.field_latex(hbflow.counter_terms(2), k=1, steady_state=True),
         r"give either k or steady_state, not both",
     ),
-    "network-size": (lambda: hbflow.diagonal_linear_network(n=0), r"n must be a positive int"),
+    "network-size": (lambda: hbflow.diagonal_linear_network(n=0), r"n must be an integer >= 1"),
     "network-scale": (
         lambda: hbflow.deep_linear_network(init_scale="big"),
         r"init_scale must be a finite number > 0",

@@ -153,9 +153,9 @@ def test_diagonal_linear_network_seeding_and_checks():
     np.testing.assert_array_equal(a.data["theta_star"], again.data["theta_star"])
     with pytest.raises(ValueError, match="sparsity must be at most d"):
         diagonal_linear_network(d=3, sparsity=5)
-    with pytest.raises(ValueError, match="n must be a positive int"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
         diagonal_linear_network(n=0)
-    with pytest.raises(ValueError, match="init_scale must be finite and > 0"):
+    with pytest.raises(ValueError, match="init_scale must be a finite number > 0"):
         diagonal_linear_network(init_scale=-1.0)
 
 
@@ -175,7 +175,7 @@ def test_deep_linear_network():
     exact = (Phi, jnp.eye(2), jnp.eye(2))
     solved = deep_linear_network(depth=3, width=2, input_dim=3, output_dim=2, n=20, seed=3)
     assert float(solved.loss(exact)) < 1e-28
-    with pytest.raises(ValueError, match="depth must be a positive int"):
+    with pytest.raises(ValueError, match="depth must be an integer >= 1"):
         deep_linear_network(depth=0)
 
 
