@@ -492,7 +492,9 @@ def compare(
     warnings: list[str] = []
     for model in model_list:
         name = model.name
-        tables = [model.coefficients(method, beta, k) for k in nums]
+        # Row k of a coefficient table depends on k only: compute the longest once, slice it.
+        longest = model.coefficients(method, beta, max(nums))
+        tables = [longest[:k] for k in nums]
         common = dict(
             method=method, beta=beta, solver=solver, max_steps=max_steps, max_pieces=max_pieces
         )
