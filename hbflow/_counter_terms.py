@@ -34,7 +34,6 @@ from sympy.polys.domains import QQ
 
 from . import _bseries, _derive, _exppoly, _trees
 from ._derive import (
-    METHODS,
     K,
     RationalFunction,
     _horner,
@@ -393,9 +392,3 @@ def _counter_terms(order: int, method: str, use_cache: bool) -> CounterTerms:
                 f"could not write the counter-terms cache: {err}", RuntimeWarning, stacklevel=2
             )
     return ct
-
-
-# Strings in the JSON output must read back with these symbols (plain sympify reads `beta` as the
-# Beta function).
-SYMPIFY_LOCALS = {"beta": BETA, "k": K}
-assert set(METHODS) == {"hb", "nag", "gd"}

@@ -25,6 +25,7 @@ All arithmetic is exact.
 from __future__ import annotations
 
 import functools
+import math
 from fractions import Fraction
 
 import sympy
@@ -246,12 +247,12 @@ class RationalFunction:
         num = num or {0: Fraction(0)}
         scale = 1
         for c in list(num.values()) + list(den.values()):
-            scale = scale * c.denominator // _gcd(scale, c.denominator)
+            scale = scale * c.denominator // math.gcd(scale, c.denominator)
         nlist = [int(num.get(i, 0) * scale) for i in range(max(num) + 1)]
         dlist = [int(den.get(i, 0) * scale) for i in range(max(den) + 1)]
         g = 0
         for c in nlist + dlist:
-            g = _gcd(g, c)
+            g = math.gcd(g, c)
         sign = -1 if dlist[-1] < 0 else 1
         return cls(tuple(sign * c // g for c in nlist), tuple(sign * c // g for c in dlist))
 
@@ -287,12 +288,6 @@ class RationalFunction:
     def from_json(cls, data) -> RationalFunction:
         num, den = data
         return cls(tuple(int(c) for c in num), tuple(int(c) for c in den))
-
-
-def _gcd(a: int, b: int) -> int:
-    import math
-
-    return math.gcd(a, b)
 
 
 def _horner(coeffs, x):
