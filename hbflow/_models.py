@@ -18,7 +18,6 @@ Every concrete model is final.  Names used on the command line are given by `mod
 from __future__ import annotations
 
 import abc
-import functools
 import re
 from collections.abc import Callable
 from typing import ClassVar
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PyTree
 
+from ._counter_terms import counter_terms
 from ._differentials import combine_differentials
 from ._trees import Tree, trees_up_to
 from ._validate import check_beta, check_count, check_method
@@ -257,21 +257,6 @@ class _AbstractBSeriesFlow(AbstractContinuousModel):
         sigmas = np.array([t.sigma for t in trees], dtype=np.float64)
         weights = eta**powers * row / sigmas
         return combine_differentials(g, trees, weights, y)
-
-
-@functools.cache
-def counter_terms(alpha: int, method: str):
-    """The derived counter terms of order `alpha` for `method` (derived once, then reused)."""
-    from ._counter_terms import counter_terms as derived
-
-    ct = derived(alpha, method=method)
-    expected = trees_up_to(alpha)
-    if tuple(ct.trees) != expected:
-        raise ValueError(
-            f"counter terms of order {alpha} are indexed by {len(ct.trees)} trees, "
-            f"expected all {len(expected)} trees of order <= {alpha} in canonical order"
-        )
-    return ct
 
 
 def _check_table(table: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
