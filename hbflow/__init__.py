@@ -5,7 +5,10 @@ The public surface is re-exported here; implementation modules are private.
 
 import jax as _jax
 
-# Order studies are meaningless in float32; every numerical routine in hbflow works in float64.
+# Deliberately global: the arrays hbflow returns must stay float64 in the caller's own JAX code
+# (a scoped switch would hand back float64 arrays that the next jnp operation outside it turns
+# into float32).  Every numerical entry point still refuses to run if float64 is switched off
+# later (`_validate.require_float64`).
 _jax.config.update("jax_enable_x64", True)
 
 from ._bseries import Character as Character
@@ -46,6 +49,7 @@ from ._methods import DivergenceError as DivergenceError
 from ._methods import iterates as iterates
 from ._methods import stability_limit as stability_limit
 from ._models import AbstractContinuousModel as AbstractContinuousModel
+from ._models import AbstractFirstOrderModel as AbstractFirstOrderModel
 from ._models import GradientFlow as GradientFlow
 from ._models import HeavyBallFlow as HeavyBallFlow
 from ._models import KovachkiStuartODE as KovachkiStuartODE

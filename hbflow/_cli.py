@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from ._cli_order import add_order_parser
+
 __all__ = ["main"]
 
 
@@ -44,18 +46,17 @@ def _add_derive_parser(subparsers) -> None:
 
 def _run_derive(args) -> int:
     from ._counter_terms import counter_terms
-    from ._derive import check_method, check_order, parse_beta
     from ._format import field_latex, field_text, to_json_data
+    from ._validate import check_count, check_method, check_order, parse_beta
 
     check_order(args.order)
     check_method(args.method)
-    parse_beta(args.beta)
+    # Compared as a number, exactly: "0", "0.0" and "0/1" are all beta = 0 for gd.
+    parse_beta(args.beta, args.method, name="--beta")
     if args.format not in ("text", "latex", "json"):
         raise ValueError(f"format must be one of text, latex, json; got {args.format!r}")
-    if args.k is not None and args.k < 0:
-        raise ValueError(f"k must be an integer >= 0, got {args.k}")
-    if args.method == "gd" and args.beta not in (None, "0"):
-        raise ValueError("method gd has beta = 0; drop --beta or use --method hb")
+    if args.k is not None:
+        check_count(args.k, "--k", minimum=0)
     ct = counter_terms(args.order, args.method)
     view = {"k": args.k, "beta": args.beta, "steady_state": args.steady_state}
     if args.format == "json":
@@ -74,12 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_derive_parser(subparsers)
-    try:
-        from ._cli_order import add_order_parser
-    except ImportError:  # the numerical half is optional while it is being built
-        pass
-    else:
-        add_order_parser(subparsers)
+    add_order_parser(subparsers)
     return parser
 
 

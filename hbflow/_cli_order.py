@@ -101,12 +101,9 @@ def _floats(text: str, name: str) -> list[float]:
 
 def _int(text: str, name: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except (TypeError, ValueError):
         raise ValueError(f"--{name} must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"--{name} must be an integer >= 1, got {text!r}")
-    return value
 
 
 def _load_loss(spec: str):
@@ -146,9 +143,10 @@ def run_order(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
 
-    from ._compare import OrderStudyError, compare
-    from ._models import check_method, model_from_name
+    from ._compare import compare, failure_summary
+    from ._models import model_from_name
     from ._problems import DEFAULT_PROBLEM, get_problem, problem_names
+    from ._validate import check_beta, check_count, check_method, check_positive
 
     if args.format not in ("text", "json"):
         raise ValueError(f"--format must be text or json, got {args.format!r}")
@@ -156,26 +154,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.beta is None:
         beta = 0.0 if method == "gd" else DEFAULTS["beta"]
     else:
-        beta = _float(args.beta, "beta")
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"--beta must be in [0, 1), got {args.beta}")
-    if method == "gd" and beta != 0.0:
-        raise ValueError("--method gd has beta = 0; drop --beta or use --method hb or nag")
-    etas = _floats(args.etas, "etas")
-    for eta in etas:
-        if eta <= 0:
-            raise ValueError(f"--etas: every step size must be > 0, got {eta:g}")
-    horizon = _float(args.horizon, "horizon")
-    if horizon <= 0:
-        raise ValueError(f"--horizon must be > 0, got {horizon:g}")
+        beta = check_beta(_float(args.beta, "beta"), method, name="--beta")
+    etas = [check_positive(eta, "--etas: every step size") for eta in _floats(args.etas, "etas")]
+    horizon = check_positive(_float(args.horizon, "horizon"), "--horizon")
     names = [s.strip() for s in args.models.split(",") if s.strip()]
     if not names:
         raise ValueError("--models must name at least one model")
     models = [model_from_name(n) for n in names]
-    rtol, atol = _float(args.rtol, "rtol"), _float(args.atol, "atol")
-    if rtol <= 0 or atol <= 0:
-        raise ValueError("--rtol and --atol must be > 0")
-    max_steps = _int(args.max_steps, "max-steps")
+    rtol = check_positive(_float(args.rtol, "rtol"), "--rtol")
+    atol = check_positive(_float(args.atol, "atol"), "--atol")
+    max_steps = check_count(_int(args.max_steps, "max-steps"), "--max-steps")
 
     if args.loss:
         loss = _load_loss(args.loss)
@@ -196,30 +184,28 @@ def _run(args: argparse.Namespace) -> int:
         if not args.loss:
             _check_x0_fits(x0, problem)
     else:
-        x0 = problem.x0
+        x0 = problem.u0
     if args.plot and not os.path.splitext(args.plot)[1]:
         raise ValueError(
             f"--plot must be a file name with a suffix such as .png, got {args.plot!r}"
         )
 
     progress = args.format == "text" and _stderr_is_terminal()
-    failed = None
-    try:
-        study = compare(
-            loss,
-            x0,
-            method=method,
-            beta=beta,
-            etas=etas,
-            horizon=horizon,
-            models=models,
-            rtol=rtol,
-            atol=atol,
-            max_steps=max_steps,
-            progress=progress,
-        )
-    except OrderStudyError as err:  # print what was computed, then the failures
-        study, failed = err.study, err
+    # A partial study is printed too: what was computed, then the failures.
+    study = compare(
+        loss,
+        x0,
+        method=method,
+        beta=beta,
+        etas=etas,
+        horizon=horizon,
+        models=models,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        progress=progress,
+        throw=False,
+    )
     if args.format == "json":
         data = study.to_json()
         data = {"problem": label, **data}
@@ -236,13 +222,14 @@ def _run(args: argparse.Namespace) -> int:
     for warning in study.warnings:
         if args.format == "json":
             print(f"hbflow: warning: {warning}", file=sys.stderr)
-    if failed is not None:
+    if study.failures:
         if args.format == "json":
-            print(f"hbflow: error: {failed}", file=sys.stderr)
+            print(f"hbflow: error: {failure_summary(study)}", file=sys.stderr)
+            for f in study.failures:
+                print(f"- eta={f.eta:g}, {f.model or 'iterates'}: {f.message}", file=sys.stderr)
         else:  # the failures are already listed under the table
-            summary = str(failed).splitlines()[0].split(" (the partial")[0]
             print(
-                f"hbflow: error: {summary}; the failures are listed under the table",
+                f"hbflow: error: {failure_summary(study)}; the failures are listed under the table",
                 file=sys.stderr,
             )
         return 1
@@ -252,7 +239,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_x0_fits(x0, problem) -> None:
     import jax
 
-    leaves = jax.tree_util.tree_leaves(problem.x0)
+    leaves = jax.tree_util.tree_leaves(problem.u0)
     if len(leaves) != 1:
         raise ValueError(
             f"--x0 cannot set the start of {problem.name}: its parameters are a pytree of "

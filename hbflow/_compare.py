@@ -14,11 +14,19 @@ horizon $T$ (``../shared/MATH.md`` §6):
 
 A run that fails (iterates that diverge, a solve that fails) does not stop the sweep: the failure
 is recorded, the other step sizes and models are still computed, and `compare` then raises
-`OrderStudyError` carrying the partial study.
+`OrderStudyError` carrying the partial study (or, with ``throw=False``, returns it).
+
+The body of `compare` has three sections, as diffrax's `diffeqsolve` does: the set-up validates
+every argument once (`_set_up`), the main loop (`_loop`) runs the iterates (`_run_iterates`) and
+then each model's study (`_study_model`), and the finish (`_finish`) adds the diagnostics
+(`_diagnostics`: $\lambda$, the Hessian, stability warnings) and assembles the `OrderStudy`.
 
 Compilation is shared across the sweep: every model is compiled once for the largest number of
 pieces (smaller ones are masked), and the iterates are run once per step size with the same
-number of steps (the extra steps are discarded).
+number of steps (the extra steps are discarded).  Each model is solved once per step size (and
+once more with tighter tolerances for the solver-error estimate); its compile time is reported as
+the extra time of its first call: the first call's wall time minus the number of pieces it solved
+times the mean time per piece of its later calls at the same tolerances.
 """
 
 from __future__ import annotations
@@ -34,12 +42,26 @@ import diffrax
 import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, PyTree
 
+from ._custom_types import Loss, PyTree
 from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _check_solver, _solve
-from ._methods import divergence_message, first_non_finite, hessian_estimates, stability_limit
-from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
-from ._validate import as_float_tree, check_count, check_loss, check_positive, require_float64
+from ._methods import (
+    divergence_message,
+    first_non_finite,
+    hessian_estimates,
+    iterates,
+    stability_limit,
+)
+from ._models import AbstractContinuousModel, model_from_name
+from ._validate import (
+    as_float_tree,
+    check_beta,
+    check_count,
+    check_loss,
+    check_method,
+    check_positive,
+    require_float64,
+)
 
 __all__ = [
     "compare",
@@ -73,7 +95,8 @@ class ModelErrors:
     - `solver_errors`: max difference to a solve with 100× tighter tolerances (NaN if skipped).
     - `solver_flags`: True where the solver error is not `SOLVER_MARGIN` times below the max
       error.
-    - `compile_seconds`, `run_seconds`: compile time, and run time of all the solves.
+    - `compile_seconds`: the extra wall time of the first solve over a compiled one (see the
+      module docstring); `run_seconds`: wall time of all the solves less `compile_seconds`.
     """
 
     name: str
@@ -127,8 +150,8 @@ class OrderStudy:
     - `warnings`: human-readable warnings (λ‖∇²L‖ not small, step size above the stability
       limit, solver error too large).
     - `iterates_seconds`: wall time of the iterates (all step sizes, with compilation).
-    - `failures`: the runs that failed (`RunFailure`); their entries are NaN.  Empty for a
-      study returned by `compare` (which raises `OrderStudyError` otherwise).
+    - `failures`: the runs that failed (`RunFailure`); their entries are NaN.  Empty unless
+      `compare` was called with ``throw=False`` (it raises `OrderStudyError` otherwise).
     """
 
     method: str
@@ -234,14 +257,20 @@ class OrderStudyError(RuntimeError):
     """
 
     def __init__(self, study: OrderStudy):
-        total = len(study.etas) * (1 + len(study.models))
-        lines = [
-            f"order study incomplete: {len(study.failures)} of {total} runs failed "
-            "(the partial study is in this exception's .study)"
-        ]
-        lines += [f"- eta={f.eta:g}, {f.model or 'iterates'}: {f.message}" for f in study.failures]
-        super().__init__("\n".join(lines))
+        super().__init__(
+            failure_summary(study)
+            + " (the partial study is in this exception's .study)\n"
+            + "\n".join(
+                f"- eta={f.eta:g}, {f.model or 'iterates'}: {f.message}" for f in study.failures
+            )
+        )
         self.study = study
+
+
+def failure_summary(study: OrderStudy) -> str:
+    """One line: how many runs of `study` failed."""
+    total = len(study.etas) * (1 + len(study.models))
+    return f"order study incomplete: {len(study.failures)} of {total} runs failed"
 
 
 def _fmt(x: float, spec: str) -> str:
@@ -393,8 +422,8 @@ def _print_progress(p: Progress) -> None:
 
 
 def compare(
-    loss: Callable[[PyTree], Array],
-    x0: PyTree,
+    loss: Loss,
+    u0: PyTree,
     *,
     method: str = "hb",
     beta: float = 0.5,
@@ -407,13 +436,14 @@ def compare(
     max_steps: int = 4096,
     solver_check: bool = True,
     progress: bool | Callable[[Progress], Any] | None = None,
+    throw: bool = True,
 ) -> OrderStudy:
     r"""Measure each model's distance to the iterates, and its order in the step size.
 
     **Arguments:**
 
-    - `loss`: a JAX scalar loss of a pytree shaped like `x0`, finite at `x0`.
-    - `x0`: the start $u_0$ (iterates from rest), finite; converted to float64.
+    - `loss`: a JAX scalar loss of a pytree shaped like `u0`, finite at `u0`.
+    - `u0`: the start $u_0$ (iterates from rest), finite; converted to float64.
     - `method`: ``"hb"``, ``"nag"`` or ``"gd"``; `beta`: $0 \le \beta < 1$ (0 for ``"gd"``).
     - `etas`: at least two distinct step sizes, sorted (a decreasing geometric sequence gives a
       clean fit).
@@ -425,184 +455,355 @@ def compare(
     - `progress`: ``True`` prints one line per finished run (iterates or model, per step size)
       to stderr; a callable is called with a `Progress` after each run; ``None``/``False``
       (default) is silent.
+    - `throw`: if some runs fail, raise `OrderStudyError` after the sweep (default); with
+      ``False``, return the partial study instead, its failures in `OrderStudy.failures`.
 
     **Returns:** an `OrderStudy`.
 
     **Raises:** `ValueError` naming the parameter for bad input (see the README section "When
-    things go wrong"); `OrderStudyError` (a `RuntimeError`) after the sweep if some runs
-    failed: iterates that diverge (with the first non-finite step and the stability limit) or a
-    solve that fails (with the model, the piece and what to change); its `.study` holds the
-    partial results.  `RuntimeError` if JAX is not in float64 mode.
+    things go wrong"); `OrderStudyError` (a `RuntimeError`, only if `throw`) after the sweep if
+    some runs failed: iterates that diverge (with the first non-finite step and the stability
+    limit) or a solve that fails (with the model, the piece and what to change); its `.study`
+    holds the partial results.  `RuntimeError` if JAX is not in float64 mode.
     """
+    # Set-up: every argument is checked once, for the whole sweep.
+    sweep = _set_up(
+        loss,
+        u0,
+        method=method,
+        beta=beta,
+        etas=etas,
+        horizon=horizon,
+        models=models,
+        rtol=rtol,
+        atol=atol,
+        solver=solver,
+        max_steps=max_steps,
+        solver_check=solver_check,
+        progress=progress,
+    )
+    if not isinstance(throw, (bool, np.bool_)):
+        raise ValueError(f"throw must be True or False, got {throw!r}")
+    # Main loop: the iterates at every step size, then each model against them.
+    outcome = _loop(sweep)
+    # Finish: the diagnostics, the study, and the failures.
+    study = _finish(sweep, outcome)
+    if throw and study.failures:
+        raise OrderStudyError(study)
+    return study
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sweep:
+    """The validated arguments of `compare`."""
+
+    loss: Loss
+    u0: PyTree
+    method: str
+    beta: float
+    etas: np.ndarray
+    nums: tuple[int, ...]
+    horizon: float
+    models: tuple[AbstractContinuousModel, ...]
+    rtol: float
+    atol: float
+    solver: diffrax.AbstractSolver
+    max_steps: int
+    solver_check: bool
+    report: Callable[[Progress], Any] | None
+
+    @property
+    def max_pieces(self) -> int:
+        return max(self.nums)
+
+    @property
+    def total_runs(self) -> int:
+        return len(self.etas) * (1 + len(self.models))
+
+
+class _Outcome(NamedTuple):
+    """What the main loop of `compare` computed."""
+
+    flat_iterates: list[np.ndarray | None]
+    models: dict[str, ModelErrors]
+    failures: list[RunFailure]
+    warnings: list[str]
+    iterates_seconds: float
+
+
+def _set_up(
+    loss,
+    u0,
+    *,
+    method,
+    beta,
+    etas,
+    horizon,
+    models,
+    rtol,
+    atol,
+    solver,
+    max_steps,
+    solver_check,
+    progress,
+) -> _Sweep:
     require_float64("hbflow.compare")
     method = check_method(method)
     beta = check_beta(beta, method)
     horizon = check_positive(horizon, "horizon")
     etas, nums = _check_etas(etas, horizon)
     model_list = _as_models(models)
-    check_positive(rtol, "rtol")
-    check_positive(atol, "atol")
+    rtol = check_positive(rtol, "rtol")
+    atol = check_positive(atol, "atol")
     max_steps = check_count(max_steps, "max_steps")
     solver = _check_solver(solver)
     if not isinstance(solver_check, (bool, np.bool_)):
         raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
     report = _report(progress)
-    x0 = as_float_tree(x0, "x0", float64=True)
-    check_loss(loss, x0, name="x0")
-    max_pieces = max(nums)
-    total = len(etas) * (1 + len(model_list))
-    done = 0
-    failures: list[RunFailure] = []
+    u0 = as_float_tree(u0, "u0", float64=True)
+    check_loss(loss, u0, name="u0")
+    return _Sweep(
+        loss=loss,
+        u0=u0,
+        method=method,
+        beta=beta,
+        etas=etas,
+        nums=tuple(nums),
+        horizon=horizon,
+        models=tuple(model_list),
+        rtol=rtol,
+        atol=atol,
+        solver=solver,
+        max_steps=max_steps,
+        solver_check=bool(solver_check),
+        report=report,
+    )
 
-    def tick(stage: str, eta: float, seconds: float, failed: bool) -> None:
-        nonlocal done
-        done += 1
-        if report is not None:
-            report(Progress(done, total, stage, float(eta), seconds, failed))
 
-    from ._methods import iterates
+class _Ticker:
+    """Counts the finished runs and reports each to the `progress` callable."""
 
+    def __init__(self, sweep: _Sweep):
+        self.done = 0
+        self.total = sweep.total_runs
+        self.report = sweep.report
+
+    def __call__(self, stage: str, eta: float, seconds: float, failed: bool) -> None:
+        self.done += 1
+        if self.report is not None:
+            self.report(Progress(self.done, self.total, stage, float(eta), seconds, failed))
+
+
+def _loop(sweep: _Sweep) -> _Outcome:
+    tick = _Ticker(sweep)
     start = time.perf_counter()
-    flat_iterates: list[np.ndarray | None] = []
-    for eta, k in zip(etas, nums):
-        t0 = time.perf_counter()
-        us = iterates(
-            loss,
-            x0,
-            method=method,
-            beta=beta,
-            eta=float(eta),
-            num_steps=max_pieces,
-            check_finite=False,
-        )
-        flat = np.asarray(jax.vmap(lambda u: ravel_pytree(u)[0])(us))[: k + 1]
-        step = first_non_finite(flat)
-        if step is not None:
-            failures.append(
-                RunFailure(
-                    None, float(eta), divergence_message(loss, x0, method, beta, float(eta), step)
-                )
-            )
-            flat = None
-        flat_iterates.append(flat)
-        tick("iterates", eta, time.perf_counter() - t0, flat is None)
+    flat_iterates, failures = _run_iterates(sweep, tick)
     iterates_seconds = time.perf_counter() - start
-
     results: dict[str, ModelErrors] = {}
     warnings: list[str] = []
-    for model in model_list:
-        name = model.name
-        # Row k of a coefficient table depends on k only: compute the longest once, slice it.
-        longest = model.coefficients(method, beta, max(nums))
-        tables = [longest[:k] for k in nums]
-        common = dict(
-            method=method, beta=beta, solver=solver, max_steps=max_steps, max_pieces=max_pieces
-        )
+    for model in sweep.models:
+        errors, model_failures = _study_model(sweep, model, flat_iterates, tick)
+        results[model.name] = errors
+        failures.extend(model_failures)
+        warnings.extend(_solver_warnings(sweep, errors))
+    return _Outcome(flat_iterates, results, failures, warnings, iterates_seconds)
 
-        def run(i, rt, at, model=model, tables=tables, common=common):
+
+def _flatten(us: PyTree) -> np.ndarray:
+    """A pytree with a leading time axis as a ``(K+1, d)`` array of raveled parameters."""
+    return np.asarray(jax.vmap(lambda u: ravel_pytree(u)[0])(us))
+
+
+def _run_iterates(sweep: _Sweep, tick: _Ticker) -> tuple[list[np.ndarray | None], list[RunFailure]]:
+    """The flat iterates per step size (``None`` where they diverge), and the failures."""
+    flat_iterates: list[np.ndarray | None] = []
+    failures: list[RunFailure] = []
+    for eta, k in zip(sweep.etas.tolist(), sweep.nums):
+        t0 = time.perf_counter()
+        # The same number of steps for every eta shares one compilation; extra steps are cut.
+        us = iterates(
+            sweep.loss,
+            sweep.u0,
+            method=sweep.method,
+            beta=sweep.beta,
+            eta=eta,
+            num_steps=sweep.max_pieces,
+            check_finite=False,
+        )
+        flat = _flatten(us)[: k + 1]
+        step = first_non_finite(flat)
+        if step is not None:
+            message = divergence_message(sweep.loss, sweep.u0, sweep.method, sweep.beta, eta, step)
+            failures.append(RunFailure(None, eta, message))
+            flat_iterates.append(None)
+        else:
+            flat_iterates.append(flat)
+        tick("iterates", eta, time.perf_counter() - t0, step is not None)
+    return flat_iterates, failures
+
+
+def _study_model(
+    sweep: _Sweep,
+    model: AbstractContinuousModel,
+    flat_iterates: list[np.ndarray | None],
+    tick: _Ticker,
+) -> tuple[ModelErrors, list[RunFailure]]:
+    """One model against the iterates at every step size: errors, slope, solver errors, times."""
+    name = model.name
+    # Row k of a coefficient table depends on k only: compute the longest once, slice it.
+    longest = model.coefficients(sweep.method, sweep.beta, sweep.max_pieces)
+    timings: list[tuple[int, float, bool]] = []  # (pieces, wall seconds, base tolerances?)
+
+    def run(i: int, rtol: float, atol: float) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
             sol = _solve(
                 model,
-                loss,
-                x0,
-                eta=float(etas[i]),
-                num_pieces=nums[i],
-                rtol=rt,
-                atol=at,
-                table=tables[i],
-                **common,
+                sweep.loss,
+                sweep.u0,
+                method=sweep.method,
+                beta=sweep.beta,
+                eta=float(sweep.etas[i]),
+                num_pieces=sweep.nums[i],
+                rtol=rtol,
+                atol=atol,
+                solver=sweep.solver,
+                max_steps=sweep.max_steps,
+                max_pieces=sweep.max_pieces,
+                table=longest[: sweep.nums[i]],
             )
-            flat = np.asarray(jax.vmap(lambda u: ravel_pytree(u)[0])(sol.us))
-            return flat, sol.seconds
+        finally:
+            timings.append((sweep.nums[i], time.perf_counter() - t0, rtol == sweep.rtol))
+        return _flatten(sol.us)
 
-        compile_seconds = None
-        run_seconds = 0.0
-        n = len(etas)
-        errors = [np.full(k + 1, math.nan) for k in nums]
-        max_err, final_err, solver_err = (np.full(n, math.nan) for _ in range(3))
-        for i in range(n):
-            t0 = time.perf_counter()
-            if flat_iterates[i] is None:  # the iterates diverged: nothing to compare with
-                tick(name, etas[i], 0.0, True)
-                continue
-            try:
-                compiling = compile_seconds is None
-                if compiling:
-                    t_first = time.perf_counter()
-                    try:
-                        run(i, rtol, atol)  # compiles
-                    finally:
-                        compile_seconds = time.perf_counter() - t_first
-                traj, seconds = run(i, rtol, atol)
-                run_seconds += seconds
-                if compiling:  # compile time = first call - a compiled call
-                    compile_seconds = max(compile_seconds - seconds, 0.0)
-                e = np.linalg.norm(traj - flat_iterates[i], axis=1)
-                if solver_check:
-                    try:
-                        tight, seconds = run(i, rtol / 100, atol / 100)
-                    except SolveError as err:
-                        raise SolveError(
-                            f"{err} [in the solve with 100x tighter tolerances that estimates "
-                            "the solver error]",
-                            model=err.model,
-                            piece=err.piece,
-                            eta=err.eta,
-                            beta=err.beta,
-                        ) from None
-                    run_seconds += seconds
-                    solver_err[i] = np.linalg.norm(traj - tight, axis=1).max()
-            except SolveError as err:
-                failures.append(RunFailure(name, float(etas[i]), str(err)))
-                tick(name, etas[i], time.perf_counter() - t0, True)
-                continue
-            errors[i] = e
-            max_err[i] = e.max()
-            final_err[i] = e[-1]
-            tick(name, etas[i], time.perf_counter() - t0, False)
-        flags = solver_err * SOLVER_MARGIN > max_err
-        slope, stderr, local = fit_order(etas, max_err)
-        spread = (
-            float(np.max(np.abs(local - slope)))
-            if local.size and np.isfinite(slope)
-            else (math.nan)
-        )
-        if flags.any():
-            bad = ", ".join(f"{etas[i]:g}" for i in np.flatnonzero(flags))
-            warnings.append(
-                f"{name}: the solver error is not {SOLVER_MARGIN:g}x below the model error at "
-                f"eta = {bad}; tighten rtol/atol or the slope is not the model's"
-            )
-        results[name] = ModelErrors(
-            name=name,
-            expected_order=model.order(method, beta),
-            max_errors=max_err,
-            final_errors=final_err,
-            errors=tuple(errors),
-            slope=slope,
-            slope_stderr=stderr,
-            local_slopes=local,
-            slope_spread=spread,
-            solver_errors=solver_err,
-            solver_flags=flags,
-            compile_seconds=compile_seconds or 0.0,
-            run_seconds=run_seconds,
-        )
+    n = len(sweep.etas)
+    errors = [np.full(k + 1, math.nan) for k in sweep.nums]
+    max_err, final_err, solver_err = (np.full(n, math.nan) for _ in range(3))
+    failures: list[RunFailure] = []
+    for i, eta in enumerate(sweep.etas.tolist()):
+        t0 = time.perf_counter()
+        reference = flat_iterates[i]
+        if reference is None:  # the iterates diverged: nothing to compare with
+            tick(name, eta, 0.0, True)
+            continue
+        try:
+            traj = run(i, sweep.rtol, sweep.atol)
+            if sweep.solver_check:
+                try:
+                    tight = run(i, sweep.rtol / 100, sweep.atol / 100)
+                except SolveError as err:
+                    raise SolveError(
+                        f"{err} [in the solve with 100x tighter tolerances that estimates "
+                        "the solver error]",
+                        model=err.model,
+                        piece=err.piece,
+                        eta=err.eta,
+                        beta=err.beta,
+                    ) from None
+                solver_err[i] = np.linalg.norm(traj - tight, axis=1).max()
+        except SolveError as err:
+            failures.append(RunFailure(name, eta, str(err)))
+            tick(name, eta, time.perf_counter() - t0, True)
+            continue
+        e = np.linalg.norm(traj - reference, axis=1)
+        errors[i] = e
+        max_err[i] = e.max()
+        final_err[i] = e[-1]
+        tick(name, eta, time.perf_counter() - t0, False)
 
+    slope, stderr, local = fit_order(sweep.etas, max_err)
+    spread = float(np.max(np.abs(local - slope))) if np.isfinite(slope) else math.nan
+    compile_seconds = _compile_seconds(timings)
+    errors_of_model = ModelErrors(
+        name=name,
+        expected_order=model.order(sweep.method, sweep.beta),
+        max_errors=max_err,
+        final_errors=final_err,
+        errors=tuple(errors),
+        slope=slope,
+        slope_stderr=stderr,
+        local_slopes=local,
+        slope_spread=spread,
+        solver_errors=solver_err,
+        solver_flags=solver_err * SOLVER_MARGIN > max_err,
+        compile_seconds=compile_seconds,
+        run_seconds=max(sum(t for _, t, _ in timings) - compile_seconds, 0.0),
+    )
+    return errors_of_model, failures
+
+
+def _compile_seconds(timings: list[tuple[int, float, bool]]) -> float:
+    """The first call's extra time over a compiled call of the same size.
+
+    A compiled call costs about the same per piece at given tolerances, so the first call's
+    time is compared with its number of pieces times the mean time per piece of the later calls
+    at the base tolerances (or, if there are none, of the tighter ones, which can only make the
+    estimate smaller).  With no later call at all, the first call's whole time is returned, an
+    upper bound.
+    """
+    if not timings:
+        return 0.0
+    (pieces, first, _), rest = timings[0], timings[1:]
+    later = [(k, t) for k, t, base in rest if base] or [(k, t) for k, t, _ in rest]
+    if not later:
+        return first
+    per_piece = sum(t for _, t in later) / sum(k for k, _ in later)
+    return max(first - pieces * per_piece, 0.0)
+
+
+def _solver_warnings(sweep: _Sweep, m: ModelErrors) -> list[str]:
+    if not m.solver_flags.any():
+        return []
+    bad = ", ".join(f"{sweep.etas[i]:g}" for i in np.flatnonzero(m.solver_flags))
+    return [
+        f"{m.name}: the solver error is not {SOLVER_MARGIN:g}x below the model error at "
+        f"eta = {bad}; tighten rtol/atol or the slope is not the model's"
+    ]
+
+
+class _Diagnostics(NamedTuple):
+    lambdas: np.ndarray
+    hessian_norm: float
+    lambda_h: np.ndarray
+    warnings: list[str]
+
+
+def _diagnostics(sweep: _Sweep, flat_iterates: list[np.ndarray | None]) -> _Diagnostics:
+    r"""$\lambda = \eta/(1-\beta)^2$, $\|\nabla^2 L\|$ along the iterates, and the warnings.
+
+    The Hessian is estimated by power iteration at five points of the iterates of the smallest
+    step size that did not diverge (at $u_0$ if all diverged).  Warns when
+    $\lambda\|\nabla^2 L\|$ is not small, and when a step size is at or above the stability limit
+    of the method on a quadratic with the largest positive dominant eigenvalue found.
+    """
+    etas, beta = sweep.etas, sweep.beta
     lambdas = etas / (1 - beta) ** 2
-    ok = [i for i in range(len(etas)) if flat_iterates[i] is not None]
+    ok = [i for i, flat in enumerate(flat_iterates) if flat is not None]
     if ok:
         path = flat_iterates[min(ok, key=lambda i: etas[i])]
+        assert path is not None
         idx = np.unique(np.linspace(0, len(path) - 1, 5).round().astype(int))
         points = path[idx]
     else:
-        points = np.asarray(ravel_pytree(x0)[0])[None]
-    norms, dominant = hessian_estimates(loss, x0, points)
+        points = np.asarray(ravel_pytree(sweep.u0)[0])[None]
+    norms, dominant = hessian_estimates(sweep.loss, sweep.u0, points)
     hessian_norm = float(np.max(norms))
     lambda_h = lambdas * hessian_norm
+    warnings = []
+    # Only positive dominant eigenvalues bound L_max from below: no false alarms.
+    curvature = float(np.max(dominant, initial=0.0))
+    limit = stability_limit(sweep.method, beta, curvature)
+    unstable = [float(e) for e in etas if e >= limit]
+    if unstable:
+        warnings.append(
+            f"eta = {', '.join(f'{e:g}' for e in unstable)} is at or above the stability limit "
+            f"{limit:.4g} of the {sweep.method} iterates on a quadratic with largest Hessian "
+            f"eigenvalue {curvature:.4g} (the largest found along the path): the iterates "
+            "oscillate with growing amplitude there; use smaller step sizes"
+        )
     if np.any(lambda_h > LAMBDA_SMALL):
         worst = int(np.argmax(lambda_h))
-        warnings.insert(
-            0,
+        warnings.append(
             f"lambda*|grad^2 L| = {lambda_h[worst]:.3g} at eta = {etas[worst]:g} is not small "
             f"(> {LAMBDA_SMALL:g}; lambda = eta/(1-beta)^2 = {lambdas[worst]:.3g}): the expansions "
             "in powers of lambda*|grad^2 L| converge slowly or not at all, so measured slopes "
@@ -612,34 +813,24 @@ def compare(
                 "momentum iterates"
                 if lambda_h[worst] > 0.5
                 else ""
-            ),
+            )
         )
-    # Only positive dominant eigenvalues bound L_max from below: no false alarms.
-    curvature = float(np.max(dominant, initial=0.0))
-    limit = stability_limit(method, beta, curvature)
-    unstable = [float(e) for e in etas if e >= limit]
-    if unstable:
-        warnings.insert(
-            0,
-            f"eta = {', '.join(f'{e:g}' for e in unstable)} is at or above the stability limit "
-            f"{limit:.4g} of the {method} iterates on a quadratic with largest Hessian "
-            f"eigenvalue {curvature:.4g} (the largest found along the path): the iterates "
-            "oscillate with growing amplitude there; use smaller step sizes",
-        )
-    study = OrderStudy(
-        method=method,
-        beta=beta,
-        horizon=horizon,
-        etas=etas,
-        num_steps=tuple(nums),
-        models=results,
-        lambdas=lambdas,
-        hessian_norm=hessian_norm,
-        lambda_h=lambda_h,
-        warnings=tuple(warnings),
-        iterates_seconds=iterates_seconds,
-        failures=tuple(failures),
+    return _Diagnostics(lambdas, hessian_norm, lambda_h, warnings)
+
+
+def _finish(sweep: _Sweep, outcome: _Outcome) -> OrderStudy:
+    diagnostics = _diagnostics(sweep, outcome.flat_iterates)
+    return OrderStudy(
+        method=sweep.method,
+        beta=sweep.beta,
+        horizon=sweep.horizon,
+        etas=sweep.etas,
+        num_steps=sweep.nums,
+        models=outcome.models,
+        lambdas=diagnostics.lambdas,
+        hessian_norm=diagnostics.hessian_norm,
+        lambda_h=diagnostics.lambda_h,
+        warnings=tuple(diagnostics.warnings + outcome.warnings),
+        iterates_seconds=outcome.iterates_seconds,
+        failures=tuple(outcome.failures),
     )
-    if failures:
-        raise OrderStudyError(study)
-    return study

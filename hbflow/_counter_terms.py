@@ -33,17 +33,10 @@ import sympy
 from sympy.polys.domains import QQ
 
 from . import _bseries, _derive, _exppoly, _trees
-from ._derive import (
-    K,
-    RationalFunction,
-    _horner,
-    check_method,
-    check_order,
-    parse_beta,
-)
+from ._derive import K, RationalFunction, _horner
 from ._exppoly import BETA
 from ._trees import Tree, trees_up_to
-from ._validate import check_beta
+from ._validate import check_beta, check_count, check_method, check_order, parse_beta
 
 __all__ = ["CounterTerms", "counter_terms", "DERIVATION_VERSION", "CONVENTION"]
 
@@ -133,8 +126,7 @@ class CounterTerms:
 
         With `as_sympy` false the values are `RationalFunction`s (canonical, cheap to compare).
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValueError(f"k must be an integer >= 0, got {k!r}")
+        check_count(k, "k", minimum=0)
         value = parse_beta(beta)
         field = QQ.frac_field(BETA) if value is None else QQ
         b = field.convert(BETA) if value is None else QQ(value.numerator, value.denominator)
@@ -299,7 +291,7 @@ def derive_counter_terms(order: int, method: str) -> CounterTerms:
             t: {(0, 0): RationalFunction.from_frac(sympy.QQ.convert(v))} for t, v in values.items()
         }
         return CounterTerms("gd", order, terms)
-    closed, ring = _derive.closed_form_characters(order, method)
+    closed = _derive.closed_form_characters(order, method)
     terms = {
         tree: {
             (j, m): RationalFunction.from_frac(c)

@@ -24,7 +24,6 @@ All arithmetic is exact.
 
 from __future__ import annotations
 
-import functools
 import math
 from fractions import Fraction
 
@@ -32,9 +31,9 @@ import sympy
 from sympy.polys.domains import QQ
 
 from ._bseries import Character, compose, inverse, log
-from ._exppoly import BETA, ExpPolyRing
+from ._exppoly import BETA, ExpPolyRing, QBeta
 from ._trees import Tree, trees_up_to
-from ._validate import METHODS, check_method
+from ._validate import METHODS, check_count, check_method, check_order, parse_beta
 
 __all__ = [
     "METHODS",
@@ -46,36 +45,6 @@ __all__ = [
 ]
 
 K = sympy.Symbol("k")
-
-
-def check_order(order) -> int:
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise ValueError(f"order must be an integer >= 1, got {order!r}")
-    return order
-
-
-def parse_beta(beta) -> Fraction | None:
-    """Read β exactly: ``None`` stays symbolic; a float is read as the decimal it prints as.
-
-    ``0.9`` means $9/10$ (its ``repr``), not the binary double nearest to it; pass a
-    ``Fraction`` or a string such as ``"9/10"`` to be explicit.
-
-    **Raises:** `ValueError` unless $0 \\le \\beta < 1$.
-    """
-    if beta is None:
-        return None
-    try:
-        if isinstance(beta, float):
-            value = Fraction(repr(beta))
-        elif isinstance(beta, sympy.Rational):
-            value = Fraction(int(beta.p), int(beta.q))
-        else:
-            value = Fraction(str(beta).strip()) if isinstance(beta, str) else Fraction(beta)
-    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
-        raise ValueError(f"beta must be a number in [0, 1), got {beta!r}") from None
-    if not 0 <= value < 1:
-        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-    return value
 
 
 def _lookahead(method: str, beta):
@@ -147,8 +116,7 @@ def coefficients_at(
 
     **Returns:** a dict from tree to an exact value.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k must be an integer >= 0, got {k!r}")
+    check_count(k, "k", minimum=0)
     return coefficients_up_to(order, k, method=method, beta=beta, as_sympy=as_sympy)[k]
 
 
@@ -158,8 +126,7 @@ def coefficients_up_to(
     r"""$[b_0, \dots, b_{k_{\max}}]$ by one run of the recurrence; see `coefficients_at`."""
     check_order(order)
     check_method(method)
-    if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 0:
-        raise ValueError(f"k must be an integer >= 0, got {k_max!r}")
+    check_count(k_max, "k_max", minimum=0)
     value = parse_beta(beta)
     field = _field_and_beta(method, value)[0]
     out = []
@@ -172,7 +139,7 @@ def coefficients_up_to(
     return out
 
 
-def closed_form_characters(order: int, method: str) -> tuple[dict[Tree, dict], ExpPolyRing]:
+def closed_form_characters(order: int, method: str) -> dict[Tree, dict[int, dict[int, QBeta]]]:
     r"""$b_k$ in closed form: for each tree, ``{(j, m): c_{j,m}}`` with
     $b_k(\tau) = \sum c_{j,m}(\beta)\,k^m \beta^{jk}$, $c_{j,m} \in \mathbb{Q}(\beta)$.
 
@@ -201,12 +168,7 @@ def closed_form_characters(order: int, method: str) -> tuple[dict[Tree, dict], E
     chars_k = Character(ak, order, 1, E.one)
     chars_k1 = chars_k.map(lambda p: E.shift(p, 1), one=E.one)
     b = log(compose(inverse(chars_k), chars_k1))
-    return {tree: E.by_exponent(p) for tree, p in b.items()}, E
-
-
-@functools.cache
-def _cached_closed_form(order: int, method: str):
-    return closed_form_characters(order, method)
+    return {tree: E.by_exponent(p) for tree, p in b.items()}
 
 
 # --- exact coefficients as plain data --------------------------------------------------------

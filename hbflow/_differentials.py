@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Float
 
+from ._custom_types import PyTree
 from ._trees import Tree
 
 __all__ = ["gradient_field", "elementary_differentials", "combine_differentials"]

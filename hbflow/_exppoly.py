@@ -5,10 +5,17 @@ $c_{j,m} \in \mathbb{Q}(\beta)$.  It is stored as a polynomial in $k$ and $B = \
 ``{(m, j): c_{j,m}}``, so that sums and products are polynomial arithmetic and the shift
 $k \mapsto k+s$ is the substitution $k \mapsto k+s$, $B \mapsto \beta^s B$.
 
-The coefficients are `RationalFunction` elements of $\mathbb{Q}(\beta)$: coprime integer
-polynomials $p/q$ held by FLINT (``python-flint``), whose gcds are a few microseconds, against
-about a millisecond for an addition in sympy's own fraction field.  Every result is exact and
-canonical (lowest terms, denominator with positive leading coefficient).
+The coefficients are `QBeta` elements of $\mathbb{Q}(\beta)$: coprime integer polynomials
+$p/q$ held by FLINT (``python-flint``), whose gcds are a few microseconds, against about a
+millisecond for an addition in sympy's own fraction field.  Every result is exact and canonical
+(lowest terms, denominator with positive leading coefficient).
+
+$\mathbb{Q}(\beta)$ has three representations in hbflow, each for one job: `QBeta` here is the
+arithmetic of the closed-form derivation (it must be fast); `hbflow.RationalFunction` is the
+result as plain data (integer coefficient tuples: hashable, JSON-serialisable, evaluable at a
+``Fraction`` or an ``mpmath`` number without FLINT); and sympy's ``QQ.frac_field(beta)`` runs the
+recurrence of `hbflow.coefficients_at`, the second construction, on purpose in an arithmetic
+independent of `QBeta`, so that the two constructions check each other.
 
 The heavy-ball recurrences of ``../shared/MATH.md`` §3 have the characteristic polynomial
 $(x-1)(x-\beta)$; `ExpPolyRing.solve_recurrence` solves them by undetermined coefficients, with
@@ -205,6 +212,12 @@ class ExpPoly:
         )
 
 
+@functools.lru_cache(maxsize=1024)
+def _binomial_shift(m: int, s: int) -> tuple[tuple[int, int], ...]:
+    # (k + s)^m = sum_i C(m, i) s^(m-i) k^i; a module-level cache keeps no ring alive.
+    return tuple((i, math.comb(m, i) * s ** (m - i)) for i in range(m + 1))
+
+
 class ExpPolyRing:
     r"""Exponential polynomials in $k$ over $\mathbb{Q}(\beta)$, symbolic β."""
 
@@ -212,24 +225,14 @@ class ExpPolyRing:
         self.field = _Field()
         self.beta = QBeta(fmpz_poly([0, 1]), _ONE, reduced=True)
         self.one = ExpPoly({(0, 0): _Q_ONE})
-        self.zero = ExpPoly({})
-        self.k = ExpPoly({(1, 0): _Q_ONE})
         self.B = ExpPoly({(0, 1): _Q_ONE})
-
-    def const(self, c) -> ExpPoly:
-        return ExpPoly.constant(c)
-
-    @functools.cache
-    def _binomial_shift(self, m: int, s: int) -> tuple[tuple[int, int], ...]:
-        # (k + s)^m = sum_i C(m, i) s^(m-i) k^i
-        return tuple((i, math.comb(m, i) * s ** (m - i)) for i in range(m + 1))
 
     def shift(self, p: ExpPoly, s: int) -> ExpPoly:
         r"""$p(k) \mapsto p(k+s)$, i.e. $k^m \beta^{jk} \mapsto (k+s)^m \beta^{js}\beta^{jk}$."""
         out: dict[tuple[int, int], QBeta] = {}
         for (m, j), c in p.terms.items():
             scale = c * self.beta ** (j * s) if j else c
-            for i, binom in self._binomial_shift(m, s):
+            for i, binom in _binomial_shift(m, s):
                 if binom:
                     key = (i, j)
                     term = scale * binom

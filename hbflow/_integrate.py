@@ -24,14 +24,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Float
 
+from ._custom_types import PyTree
 from ._differentials import gradient_field
-from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
+from ._models import AbstractContinuousModel, model_from_name
 from ._validate import (
     as_float_tree,
+    check_beta,
     check_count,
     check_loss,
+    check_method,
     check_positive,
     require_float64,
 )
@@ -252,7 +255,7 @@ def _solve(
         raise ValueError(f"table of model {model.name} has non-finite entries")
     padded = np.zeros((max_pieces, table.shape[1]), dtype=np.float64)
     padded[:num_pieces] = table
-    if num_pieces < max_pieces and table.shape[0]:
+    if num_pieces < max_pieces:
         padded[num_pieces:] = table[-1]  # harmless values for the skipped pieces
 
     start = time.perf_counter()

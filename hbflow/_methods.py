@@ -40,20 +40,22 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ._custom_types import PyTree
 from ._validate import (
     METHODS,
     as_float_tree,
+    check_beta,
+    check_count,
     check_loss_structure,
     check_loss_values,
     check_method,
+    check_positive,
     concrete,
     is_traced,
     require_float64,
 )
 
 __all__ = ["iterates", "METHODS", "DivergenceError", "stability_limit"]
-
-PyTree = Any
 
 # The gradient is taken at u_k + a (u_k - u_{k-1}); `a` as a multiple of beta.
 _LOOKAHEAD = {"gd": 0.0, "hb": 0.0, "nag": 1.0}
@@ -176,23 +178,14 @@ def iterates(
     require_float64("hbflow.iterates")
     check_method(method)
 
+    # beta and eta may be traced (a vmap over eta): their values are checked when concrete.
     beta_value = _check_scalar(beta, "beta")
     if beta_value is not None:
-        if not (0.0 <= beta_value < 1.0):
-            raise ValueError(f"beta must lie in [0, 1), got {beta_value!r}")
-        if method == "gd" and beta_value != 0.0:
-            raise ValueError(
-                f"method 'gd' is the case beta = 0, got beta={beta_value!r}; "
-                "use method='hb' or method='nag' for momentum"
-            )
+        check_beta(beta_value, method)
     eta_value = _check_scalar(eta, "eta")
-    if eta_value is not None and not (math.isfinite(eta_value) and eta_value > 0.0):
-        raise ValueError(f"eta must be finite and > 0, got {eta_value!r}")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)):
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-    num_steps = int(num_steps)
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int (>= 1), got {num_steps}")
+    if eta_value is not None:
+        check_positive(eta_value, "eta")
+    num_steps = check_count(num_steps, "num_steps")
 
     u0 = as_float_tree(u0, "u0")
     leaves, treedef = jax.tree_util.tree_flatten(u0)

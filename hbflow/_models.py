@@ -15,8 +15,8 @@ Every concrete model is final.  Names used on the command line are given by `mod
 ``gf``, ``rgf``, ``ks2``, ``mgf``, ``steadyN``, ``hbfN`` ($N \ge 1$).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: equinox reads AbstractVar/AbstractClassVar from the
+# evaluated annotations, and a stringified one would silently become a dataclass field.
 import abc
 import re
 from collections.abc import Callable
@@ -25,15 +25,17 @@ from typing import ClassVar
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Float
 
 from ._counter_terms import counter_terms
+from ._custom_types import FlatVector, PyTree, RealScalarLike
 from ._differentials import combine_differentials
 from ._trees import Tree, trees_up_to
 from ._validate import check_beta, check_count, check_method
 
 __all__ = [
     "AbstractContinuousModel",
+    "AbstractFirstOrderModel",
     "GradientFlow",
     "RescaledGradientFlow",
     "KovachkiStuartODE",
@@ -41,18 +43,12 @@ __all__ = [
     "SteadyStateFlow",
     "HeavyBallFlow",
     "model_from_name",
-    "MODEL_NAMES",
 ]
 
 
-def _checked(method: str, beta) -> tuple[str, float]:
+def _checked(method: str, beta: float) -> tuple[str, float]:
     method = check_method(method)
     return method, check_beta(beta, method)
-
-
-def _check_alpha(alpha) -> None:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, np.integer)) or alpha < 1:
-        raise ValueError(f"order alpha must be an integer >= 1, got {alpha!r}")
 
 
 def _empty_table(num_pieces: int) -> np.ndarray:
@@ -62,39 +58,57 @@ def _empty_table(num_pieces: int) -> np.ndarray:
 class AbstractContinuousModel(eqx.Module):
     r"""A continuous-time model $\dot y = f_k(y)$ on $t \in [k\eta, (k+1)\eta]$ of the iterates.
 
-    The state $y$ is the position $u$ (first-order models) or $(u, \dot u)$ (second-order models),
-    always on flat vectors; $u(t_k)$ is compared with the iterate $u_k$.
+    The state $y$ is the position $u$ (first-order models, see `AbstractFirstOrderModel`) or
+    $(u, \dot u)$ (second-order models), always on flat vectors; $u(t_k)$ is compared with the
+    iterate $u_k$.  Every method is abstract and every concrete model is final (equinox's
+    abstract/final pattern): a model implements each method once, and no concrete method is
+    overridden.
     """
 
-    @property
-    @abc.abstractmethod
-    def name(self) -> str:
-        """The model's name on the command line (``hbf3``, ``rgf``, …)."""
+    #: The model's name on the command line (``hbf3``, ``rgf``, …).
+    name: eqx.AbstractClassVar[str]
 
     @abc.abstractmethod
     def order(self, method: str, beta: float) -> int:
         r"""Expected global order $p$: $\max_{k\le T/\eta}\|u(t_k) - u_k\| = O(\eta^p)$ against
         the iterates from rest of `method` with momentum `beta`, on a fixed horizon."""
 
-    def coefficients(self, method: str, beta: float, num_pieces: int) -> np.ndarray:
+    @abc.abstractmethod
+    def coefficients(self, method: str, beta: float, num_pieces: int) -> Float[np.ndarray, "k m"]:
         """Float64 table ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$."""
-        _checked(method, beta)
-        return _empty_table(num_pieces)
-
-    def initial_state(self, g: Callable, u0: Float[Array, " d"]) -> PyTree:
-        """The state at $t = 0$ for the iterates' start $u_0$ (from rest)."""
-        return u0
 
     @abc.abstractmethod
-    def vector_field(self, g: Callable, t, y: PyTree, eta, beta, row: Float[Array, " m"]) -> PyTree:
+    def initial_state(self, g: Callable, u0: FlatVector) -> PyTree:
+        """The state at $t = 0$ for the iterates' start $u_0$ (from rest)."""
+
+    @abc.abstractmethod
+    def vector_field(
+        self,
+        g: Callable,
+        t: RealScalarLike,
+        y: PyTree,
+        eta: RealScalarLike,
+        beta: RealScalarLike,
+        row: Float[Array, " m"],
+    ) -> PyTree:
         r"""$f_k(y)$ with `row` the `k`-th row of `coefficients`; `eta`, `beta` traced scalars."""
 
-    def position(self, y: PyTree) -> Float[Array, " d"]:
+    @abc.abstractmethod
+    def position(self, y: PyTree) -> FlatVector:
         """The position $u$ in the state $y$."""
+
+
+class AbstractFirstOrderModel(AbstractContinuousModel):
+    r"""A first-order model $\dot u = f_k(u)$: the state is the position itself."""
+
+    def initial_state(self, g: Callable, u0: FlatVector) -> FlatVector:
+        return u0
+
+    def position(self, y: FlatVector) -> FlatVector:
         return y
 
 
-class GradientFlow(AbstractContinuousModel):
+class GradientFlow(AbstractFirstOrderModel):
     r"""Gradient flow $\dot u = -\nabla L(u)$.
 
     The $\beta = 0$, order-1 model: gradient descent is its explicit Euler method, so its global
@@ -108,11 +122,15 @@ class GradientFlow(AbstractContinuousModel):
         method, beta = _checked(method, beta)
         return 1 if beta == 0 else 0
 
+    def coefficients(self, method, beta, num_pieces):
+        _checked(method, beta)
+        return _empty_table(num_pieces)
+
     def vector_field(self, g, t, y, eta, beta, row):
         return g(y)
 
 
-class RescaledGradientFlow(AbstractContinuousModel):
+class RescaledGradientFlow(AbstractFirstOrderModel):
     r"""Rescaled gradient flow $\dot u = -\nabla L(u)/(1-\beta)$.
 
     The first result of Kovachki & Stuart (2021): heavy ball (and Nesterov) iterates follow it
@@ -134,6 +152,10 @@ class RescaledGradientFlow(AbstractContinuousModel):
     def order(self, method: str, beta: float) -> int:
         _checked(method, beta)
         return 1
+
+    def coefficients(self, method, beta, num_pieces):
+        _checked(method, beta)
+        return _empty_table(num_pieces)
 
     def vector_field(self, g, t, y, eta, beta, row):
         return g(y) / (1 - beta)
@@ -233,7 +255,7 @@ class MomentumGradientFlow(_AbstractSecondOrder):
         return np.ones((check_count(num_pieces, "num_pieces"), 1), dtype=np.float64)
 
 
-class _AbstractBSeriesFlow(AbstractContinuousModel):
+class _AbstractBSeriesFlow(AbstractFirstOrderModel):
     r"""$f(u) = \sum_{|\tau|\le\alpha} \eta^{|\tau|-1}\, c(\tau)/\sigma(\tau)\, F(\tau)(u)$ with the
     characters $c$ in the rows of the coefficient table."""
 
@@ -241,10 +263,10 @@ class _AbstractBSeriesFlow(AbstractContinuousModel):
     prefix: eqx.AbstractClassVar[str]
 
     def __check_init__(self):
-        _check_alpha(self.alpha)
+        check_count(self.alpha, "alpha")
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return f"{self.prefix}{self.alpha}"
 
     @property
@@ -355,7 +377,6 @@ _FIXED = {
     "ks2": KovachkiStuartODE,
     "mgf": MomentumGradientFlow,
 }
-MODEL_NAMES = ("hbfN", "steadyN", *_FIXED)
 
 
 def model_from_name(name: str) -> AbstractContinuousModel:

@@ -1,6 +1,6 @@
 r"""Named test problems, each with the paper or book it comes from.
 
-Every problem is a `Problem`: a JAX scalar loss $L$, a float64 starting point `x0` (an array or a
+Every problem is a `Problem`: a JAX scalar loss $L$, a float64 starting point `u0` (an array or a
 pytree of arrays) and its source.  Look problems up by name with `get_problem`; the ones with
 sizes and seeds (the diagonal and deep linear networks) also have factories.  Problems are built
 once and cached, so the same name (or the same factory arguments) gives the same `loss` object
@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._custom_types import PyTree
 from ._validate import check_count, check_positive
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "deep_linear_network",
 ]
 
-PyTree = Any
 
 _KS_SOURCE = (
     "N. B. Kovachki and A. M. Stuart, 'Continuous time analysis of momentum methods', "
@@ -58,8 +58,8 @@ class Problem:
     **Arguments:**
 
     - `name`: the name `get_problem` knows it by.
-    - `loss`: a JAX function of parameters shaped like `x0`, returning a real scalar.
-    - `x0`: the starting point, a float64 array or a pytree of float64 arrays.
+    - `loss`: a JAX function of parameters shaped like `u0`, returning a real scalar.
+    - `u0`: the starting point, a float64 array or a pytree of float64 arrays.
     - `description`: the formula and the conventions, in words.
     - `source`: the paper or book the problem comes from (and what was changed, if anything).
     - `data`: read-only extra arrays (e.g. the design matrix and the planted solution).
@@ -71,7 +71,7 @@ class Problem:
 
     name: str
     loss: Callable[[PyTree], jax.Array]
-    x0: PyTree
+    u0: PyTree
     description: str
     source: str
     data: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
@@ -82,6 +82,11 @@ class Problem:
         if not callable(self.loss):
             raise ValueError(f"Problem {self.name!r}: loss must be callable")
         object.__setattr__(self, "data", types.MappingProxyType(dict(self.data)))
+
+    @property
+    def x0(self) -> PyTree:
+        """The starting point under its former name; use `u0`."""
+        return self.u0
 
 
 def _f64(x: Any) -> jax.Array:
@@ -100,7 +105,7 @@ def _ks_quadratic(kappa: int) -> Problem:
     return Problem(
         name=f"ks-quadratic-{kappa}",
         loss=loss,
-        x0=_f64([1.0, 1.0]),
+        u0=_f64([1.0, 1.0]),
         description=(
             rf"L(u) = 1/2 u.Qu with Q = diag(1, {kappa}), u0 = (1, 1). Kovachki & Stuart run "
             "beta = 0.9 on the horizon T = 2. Exact oracle: every model is linear here."
@@ -121,10 +126,10 @@ def _himmelblau_scaled() -> Problem:
     return Problem(
         name="himmelblau-scaled",
         loss=loss,
-        x0=_f64([1.0, 0.7]),
+        u0=_f64([1.0, 0.7]),
         description=(
             "Himmelblau's function divided by 100: L = [(x^2 + y - 11)^2 + (x + y^2 - 7)^2]/100, "
-            "four minima (one at (3, 2)), a local maximum and four saddles. From x0 = (1, 0.7) "
+            "four minima (one at (3, 2)), a local maximum and four saddles. From u0 = (1, 0.7) "
             "the path starts where the Hessian has a negative eigenvalue (about -0.3) and bends "
             "towards (3, 2); along HB's path with beta = 0.5 on t in [0, 2], ||H|| <= 0.66, so "
             "lambda ||H|| = eta/(1-beta)^2 ||H|| <= 0.11 for eta <= 0.04. The 1/100 keeps "
@@ -146,11 +151,11 @@ def _rosenbrock_soft() -> Problem:
     return Problem(
         name="rosenbrock-soft",
         loss=loss,
-        x0=_f64([-1.2, 1.0]),
+        u0=_f64([-1.2, 1.0]),
         description=(
             "A Rosenbrock-type curved valley with a soft wall: L = (1 - x)^2/2 + (y - x^2)^2/2, "
             "minimum at (1, 1), started at Rosenbrock's (-1.2, 1). Non-convex: the Hessian is "
-            "indefinite where y > x^2 + 1/2, which HB's path crosses. ||H|| is about 8.4 at x0, "
+            "indefinite where y > x^2 + 1/2, which HB's path crosses. ||H|| is about 8.4 at u0, "
             "so lambda ||H|| is about 1.3 at eta = 0.04, beta = 0.5: harder than the default."
         ),
         source=(
@@ -169,7 +174,7 @@ def _double_well() -> Problem:
     return Problem(
         name="double-well",
         loss=loss,
-        x0=_f64([0.05, 1.0]),
+        u0=_f64([0.05, 1.0]),
         description=(
             "A coupled quartic double well: L = (x^2 - 1)^2/4 + y^2/2 + x^2 y^2/2, minima at "
             "(+-1, 0) with Hessian 2I, a strict saddle at the origin with Hessian diag(-1, 1). "
@@ -260,11 +265,11 @@ def diagonal_linear_network(
         residual = X @ theta(params) - y
         return 0.5 * jnp.mean(residual**2)
 
-    x0 = {"u": jnp.full(d, init_scale, jnp.float64), "v": jnp.full(d, init_scale, jnp.float64)}
+    u0 = {"u": jnp.full(d, init_scale, jnp.float64), "v": jnp.full(d, init_scale, jnp.float64)}
     return Problem(
         name="diagonal-linear-network",
         loss=loss,
-        x0=x0,
+        u0=u0,
         description=(
             f"Diagonal linear network, n = {n}, d = {d}, {sparsity}-sparse theta* with entries "
             f"+-1, x_i ~ N(0, I), y_i = theta*.x_i, u(0) = v(0) = {init_scale} * 1, seed {seed}. "
@@ -356,7 +361,7 @@ def deep_linear_network(
     Phi = jax.random.normal(key_phi, (output_dim, input_dim), dtype=jnp.float64)
     Phi = Phi / math.sqrt(input_dim)
     Y = Phi @ X
-    x0 = tuple(
+    u0 = tuple(
         init_scale * jax.random.normal(k, (d_out, d_in), dtype=jnp.float64) / math.sqrt(d_in)
         for k, d_in, d_out in zip(keys_w, dims[:-1], dims[1:])
     )
@@ -374,7 +379,7 @@ def deep_linear_network(
     return Problem(
         name="deep-linear-network",
         loss=loss,
-        x0=x0,
+        u0=u0,
         description=(
             f"Deep linear network of depth {depth}, width {width}, {input_dim} -> {output_dim}, "
             f"n = {n} Gaussian samples, Y = Phi X, init scale {init_scale}, seed {seed}. "

@@ -18,6 +18,8 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from ._validate import check_order
+
 __all__ = ["Tree", "trees_of_order", "trees_up_to"]
 
 
@@ -28,7 +30,7 @@ class Tree:
     constructor returns the unique interned instance.
     """
 
-    __slots__ = ("children", "order", "level_sequence", "_hash", "__weakref__")
+    __slots__ = ("children", "order", "level_sequence", "_hash")
     _interned: dict[tuple, Tree] = {}
 
     children: tuple[Tree, ...]
@@ -191,8 +193,7 @@ def trees_of_order(n: int) -> tuple[Tree, ...]:
 
     **Raises:** `ValueError` if `n < 1`.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"order must be an integer >= 1, got {n!r}")
+    check_order(n)
     if n == 1:
         return (Tree.leaf(),)
     found = set()
@@ -211,6 +212,5 @@ def _graft_leaf_everywhere(tree: Tree) -> list[Tree]:
 
 def trees_up_to(n: int) -> tuple[Tree, ...]:
     """All rooted trees with at most `n` nodes, by order then level sequence."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"order must be an integer >= 1, got {n!r}")
+    check_order(n)
     return tuple(t for m in range(1, n + 1) for t in trees_of_order(m))

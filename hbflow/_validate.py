@@ -1,9 +1,12 @@
-r"""Checks shared by the numerical entry points: float64, starting points and losses.
+r"""The checks of hbflow, one home each: method, β, counts, numbers > 0, float64, starts, losses.
 
-Each check raises `ValueError` with a message that names the parameter and what it must be, so
-that a researcher who calls hbflow from a test suite or a long sweep learns what to change
-without reading a traceback.  Checks on values are skipped when the value is traced (inside
-`jax.jit` or `jax.vmap`); checks on shapes and dtypes always run.
+Every entry point (the library functions, the command line, the derivation) validates its
+arguments with these functions, so that a rule such as "an integer $\ge 1$" or
+"$0 \le \beta < 1$, and $\beta = 0$ for gradient descent" is written once.  Each check raises
+`ValueError` with a message that names the parameter and what it must be, so that a researcher
+who calls hbflow from a test suite or a long sweep learns what to change without reading a
+traceback.  Checks on values are skipped when the value is traced (inside `jax.jit` or
+`jax.vmap`); checks on shapes and dtypes always run.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import jax
@@ -18,11 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from ._custom_types import PyTree
+
 __all__ = [
     "METHODS",
     "check_method",
     "check_beta",
+    "parse_beta",
     "check_count",
+    "check_order",
     "check_positive",
     "require_float64",
     "as_float_tree",
@@ -33,9 +41,7 @@ __all__ = [
     "is_traced",
 ]
 
-PyTree = Any
-
-#: The methods of MATH.md §1: gradient descent, heavy ball, Nesterov.
+#: The methods: heavy ball, Nesterov, gradient descent.
 METHODS = ("hb", "nag", "gd")
 
 
@@ -46,18 +52,58 @@ def check_method(method: str) -> str:
     return method
 
 
-def check_beta(beta, method: str | None = None) -> float:
-    """β as a float in $[0, 1)$ (and 0 for ``gd``), else a `ValueError`."""
+def _check_beta_range(value: float | Fraction, given: Any, method: str | None, name: str) -> None:
+    """The one rule for β: $0 \\le \\beta < 1$, and $\\beta = 0$ for gradient descent."""
+    if not (0 <= value < 1):
+        raise ValueError(f"{name} must be in [0, 1), got {given!r}")
+    if method == "gd" and value != 0:
+        raise ValueError(
+            f"method 'gd' is the case beta = 0, got {name}={given!r}; use method 'hb' or 'nag' "
+            "for momentum"
+        )
+
+
+def check_beta(beta: Any, method: str | None = None, *, name: str = "beta") -> float:
+    """β as a float in $[0, 1)$ (and 0 for ``gd``), else a `ValueError` naming `name`.
+
+    Numbers and numeric strings are accepted (the command line passes its text); ``None`` and
+    bools are refused.
+    """
+    if beta is None or isinstance(beta, (bool, bytes)):
+        raise ValueError(f"{name} must be a number in [0, 1), got {beta!r}")
     try:
         value = float(beta)
     except (TypeError, ValueError):
-        raise ValueError(f"beta must be a number in [0, 1), got {beta!r}") from None
-    if not (0.0 <= value < 1.0):
-        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-    if method == "gd" and value != 0.0:
-        raise ValueError(
-            f"method 'gd' is the case beta = 0, got beta={value!r}; use 'hb' or 'nag' for momentum"
-        )
+        raise ValueError(f"{name} must be a number in [0, 1), got {beta!r}") from None
+    _check_beta_range(value, value, method, name)
+    return value
+
+
+def parse_beta(beta: Any, method: str | None = None, *, name: str = "beta") -> Fraction | None:
+    """Read β exactly: ``None`` stays symbolic; a float is read as the decimal it prints as.
+
+    ``0.9`` means $9/10$ (its ``repr``), not the binary double nearest to it; pass a
+    ``Fraction`` or a string such as ``"9/10"`` to be explicit.  The range rule is the one of
+    `check_beta`.
+
+    **Raises:** `ValueError` naming `name` unless $0 \\le \\beta < 1$ (and 0 for ``gd``).
+    """
+    if beta is None:
+        return None
+    try:
+        if isinstance(beta, bool):
+            raise TypeError
+        if isinstance(beta, float):
+            value = Fraction(repr(beta))
+        elif isinstance(beta, str):
+            value = Fraction(beta.strip())
+        elif hasattr(beta, "p") and hasattr(beta, "q"):  # a sympy Rational
+            value = Fraction(int(beta.p), int(beta.q))
+        else:
+            value = Fraction(beta)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+        raise ValueError(f"{name} must be a number in [0, 1), got {beta!r}") from None
+    _check_beta_range(value, beta, method, name)
     return value
 
 
@@ -74,11 +120,20 @@ def check_positive(x, name: str) -> float:
     return value
 
 
-def check_count(n, name: str) -> int:
-    """`n` as an int >= 1, else a `ValueError` naming `name`."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+def check_count(n: Any, name: str, *, minimum: int = 1) -> int:
+    """`n` as an int $\\ge$ `minimum` (default 1), else a `ValueError` naming `name`.
+
+    Python and NumPy integers are accepted; bools, floats (even integral ones) and strings are
+    refused.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")
     return int(n)
+
+
+def check_order(order: Any) -> int:
+    """A tree order or truncation order: an integer $\\ge 1$."""
+    return check_count(order, "order")
 
 
 # Errors JAX raises when a Python function inspects the values of its traced argument.
@@ -216,7 +271,7 @@ def _checked_value_and_grad_cached(loss: Callable, treedef: Any, avals: tuple) -
     return jax.jit(_checked_value_and_grad(loss))
 
 
-def check_loss(loss: Callable, u0: PyTree, *, name: str = "x0") -> None:
+def check_loss(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
     """`check_loss_structure` at `u0`, then `check_loss_values` unless `u0` is traced.
 
     **Raises:** `ValueError` naming `name`.
@@ -241,7 +296,7 @@ def _check_loss_structure_cached(loss: Callable, treedef: Any, avals: tuple, nam
     check_loss_structure(loss, example, name)
 
 
-def check_loss_values(loss: Callable, u0: PyTree, *, name: str = "x0") -> None:
+def check_loss_values(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
     r"""Check that $L(u_0)$ and $\nabla L(u_0)$ are finite and that `loss` stays inside `u0`.
 
     Evaluates $L$ and $\nabla L$ once at the concrete `u0`, with JAX's out-of-bounds index

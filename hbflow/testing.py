@@ -4,7 +4,7 @@ r"""Helpers for your own test suites: error-order regression tests in one line.
 from hbflow.testing import assert_error_order
 
 def test_hbf3_follows_my_method():
-    assert_error_order(my_loss, x0, method="hb", beta=0.5, etas=[0.04, 0.02, 0.01],
+    assert_error_order(my_loss, u0, method="hb", beta=0.5, etas=[0.04, 0.02, 0.01],
                        model="hbf3", expected=3, tol=0.3)
 ```
 
@@ -17,21 +17,23 @@ table (step size, max error, local slopes, solver error) and the fitted slope.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-from ._compare import SOLVER_MARGIN, OrderStudy, OrderStudyError, compare
-from ._models import AbstractContinuousModel, check_beta, check_method, model_from_name
-from ._validate import check_positive
+from ._compare import SOLVER_MARGIN, OrderStudy, compare
+from ._custom_types import Loss, PyTree
+from ._models import AbstractContinuousModel, model_from_name
+from ._validate import check_beta, check_method, check_positive
 
 __all__ = ["assert_error_order"]
 
 
 def assert_error_order(
-    loss: Callable,
-    x0: Any,
+    loss: Loss,
+    u0: PyTree,
     *,
     method: str = "hb",
     beta: float = 0.5,
@@ -44,7 +46,7 @@ def assert_error_order(
 ) -> OrderStudy:
     r"""Assert that `model` follows the iterates with global error $O(\eta^{\text{expected}})$.
 
-    Runs `hbflow.compare(loss, x0, method=method, beta=beta, etas=etas, horizon=horizon,
+    Runs `hbflow.compare(loss, u0, method=method, beta=beta, etas=etas, horizon=horizon,
     models=[model], solver_check=True, **compare_kwargs)` and checks, in this order:
 
     1. every run succeeded (no diverging iterates, no failed solve);
@@ -55,11 +57,12 @@ def assert_error_order(
 
     **Arguments:**
 
-    - `loss`, `x0`, `method`, `beta`: the problem and the discrete method, as in `compare`.
+    - `loss`, `u0`, `method`, `beta`: the problem and the discrete method, as in `compare`.
     - `etas`: at least two sorted step sizes, ideally a geometric sequence small against
       $(1-\beta)^2/\|\nabla^2 L\|$.
-    - `horizon`: the fixed horizon $T$, a multiple of every step size.  Default: the multiple of
-      the largest step size nearest to 1.
+    - `horizon`: the fixed horizon $T$, a multiple of every step size.  Default: the multiple
+      nearest to 1 of the least common multiple of the step sizes, each read exactly as the
+      decimal it prints as (``0.03`` is $3/100$; for ``[0.03, 0.02]`` the horizon is $1.02$).
     - `model`: a model name (``"hbf3"``, ``"rgf"``, …) or a model.
     - `expected`: the expected order; default the model's stated order,
       ``model.order(method, beta)``.
@@ -72,7 +75,7 @@ def assert_error_order(
     `ValueError` for bad arguments (as `compare`).
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
-    for key in ("models", "solver_check", "progress"):
+    for key in ("models", "solver_check", "progress", "throw"):
         if key in compare_kwargs:
             raise ValueError(f"assert_error_order sets {key} itself; do not pass {key}=")
     method = check_method(method)
@@ -89,28 +92,28 @@ def assert_error_order(
     if horizon is None:
         horizon = _default_horizon(etas)
 
-    try:
-        study = compare(
-            loss,
-            x0,
-            method=method,
-            beta=beta,
-            etas=etas,
-            horizon=horizon,
-            models=[model],
-            solver_check=True,
-            **compare_kwargs,
-        )
-    except OrderStudyError as err:
+    study = compare(
+        loss,
+        u0,
+        method=method,
+        beta=beta,
+        etas=etas,
+        horizon=horizon,
+        models=[model],
+        solver_check=True,
+        throw=False,
+        **compare_kwargs,
+    )
+    if study.failures:
         raise AssertionError(
             f"{model.name}: the order study did not complete:\n"
-            + _table(err.study, model.name, expected, tol)
+            + _table(study, model.name, expected, tol)
             + "\n"
             + "\n".join(
                 f"failed: eta={f.eta:g} {f.model or 'iterates'}: {f.message}"
-                for f in err.study.failures
+                for f in study.failures
             )
-        ) from None
+        )
 
     m = study.models[model.name]
     if m.solver_flags.any():
@@ -129,14 +132,43 @@ def assert_error_order(
     return study
 
 
-def _default_horizon(etas) -> float:
+#: The default horizon is refused when it would need more steps than this for one step size.
+_MAX_DEFAULT_STEPS = 100_000
+
+
+def _default_horizon(etas: Sequence[float]) -> float:
+    r"""The multiple nearest to 1 of the least common multiple of the step sizes.
+
+    Each step size is read exactly as the decimal it prints as (its ``repr``: ``0.03`` is
+    $3/100$, not the binary double next to it), so the common multiple is exact:
+    $\operatorname{lcm}(p_1/q_1, p_2/q_2) = \operatorname{lcm}(p_1, p_2)/\gcd(q_1, q_2)$ for
+    fractions in lowest terms.  `compare` then finds every $T/\eta$ an integer to within
+    round-off.
+
+    **Raises:** `ValueError` if a step size is not a finite number $> 0$, or if the common
+    multiple needs more than `_MAX_DEFAULT_STEPS` steps of the smallest step size (step sizes
+    such as ``1/3`` and ``0.02`` with no small common multiple): then pass `horizon`.
+    """
+    if isinstance(etas, (str, bytes)):
+        raise ValueError(f"etas must be a list of step sizes > 0, got {etas!r}")
     try:
-        largest = max(float(e) for e in etas)
+        values = [float(e) for e in etas]
     except (TypeError, ValueError):
         raise ValueError(f"etas must be a list of step sizes > 0, got {etas!r}") from None
-    if not (math.isfinite(largest) and largest > 0):
+    if not values or not all(math.isfinite(e) and e > 0 for e in values):
         raise ValueError(f"etas must be a list of step sizes > 0, got {etas!r}")
-    return largest * max(1, round(1.0 / largest))
+    exact = [Fraction(repr(e)) for e in values]
+    numerator, denominator = exact[0].numerator, exact[0].denominator
+    for f in exact[1:]:
+        numerator = math.lcm(numerator, f.numerator)
+        denominator = math.gcd(denominator, f.denominator)
+    common = Fraction(numerator, denominator)
+    if common / min(exact) > _MAX_DEFAULT_STEPS:
+        raise ValueError(
+            f"the step sizes {values} have no common multiple within {_MAX_DEFAULT_STEPS} steps "
+            "of the smallest; pass horizon (a multiple of every step size)"
+        )
+    return float(common * max(1, round(1 / common)))
 
 
 def _table(study: OrderStudy, name: str, expected: float, tol: float) -> str:

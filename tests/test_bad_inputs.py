@@ -39,7 +39,7 @@ def python_branch(u):
     return u[0] if u[0] > 0 else -u[0]
 
 
-def log_loss(u):  # -inf at x0 = (2, 0.5)... and NaN below 2
+def log_loss(u):  # -inf at u0 = (2, 0.5)... and NaN below 2
     return jnp.log(u[0] - 2.0)
 
 
@@ -61,8 +61,8 @@ COMPARE = dict(
 )
 
 
-def compare(loss=quadratic, x0=X0, **overrides):
-    return hbflow.compare(loss, x0, **{**COMPARE, **overrides})
+def compare(loss=quadratic, u0=X0, **overrides):
+    return hbflow.compare(loss, u0, **{**COMPARE, **overrides})
 
 
 def iterates(loss=quadratic, u0=X0, **overrides):
@@ -84,7 +84,7 @@ API_CASES = {
     "compare-beta-nan": (lambda: compare(beta=NAN), r"beta must be in \[0, 1\)"),
     "compare-beta-text": (lambda: compare(beta="x"), r"beta must be a number in \[0, 1\)"),
     "compare-gd-beta": (lambda: compare(method="gd", beta=0.5), r"method 'gd' is the case beta"),
-    "iterates-beta": (lambda: iterates(beta=1.5), r"beta must lie in \[0, 1\), got 1\.5"),
+    "iterates-beta": (lambda: iterates(beta=1.5), r"beta must be in \[0, 1\), got 1\.5"),
     "iterates-beta-text": (lambda: iterates(beta="0.5"), r"beta must be a real scalar"),
     "solve-beta": (lambda: solve(beta=1.0), r"beta must be in \[0, 1\)"),
     "coefficients_at-beta": (
@@ -108,10 +108,10 @@ API_CASES = {
         r"beta must be in \[0, 1\)",
     ),
     # η <= 0 or not finite
-    "iterates-eta-0": (lambda: iterates(eta=0.0), r"eta must be finite and > 0, got 0\.0"),
-    "iterates-eta-negative": (lambda: iterates(eta=-1e-3), r"eta must be finite and > 0"),
-    "iterates-eta-inf": (lambda: iterates(eta=INF), r"eta must be finite and > 0, got inf"),
-    "iterates-eta-nan": (lambda: iterates(eta=NAN), r"eta must be finite and > 0, got nan"),
+    "iterates-eta-0": (lambda: iterates(eta=0.0), r"eta must be a finite number > 0, got 0\.0"),
+    "iterates-eta-negative": (lambda: iterates(eta=-1e-3), r"eta must be a finite number > 0"),
+    "iterates-eta-inf": (lambda: iterates(eta=INF), r"eta must be a finite number > 0, got inf"),
+    "iterates-eta-nan": (lambda: iterates(eta=NAN), r"eta must be a finite number > 0, got nan"),
     "iterates-eta-none": (lambda: iterates(eta=None), r"eta must be a real scalar, got None"),
     "solve-eta-0": (lambda: solve(eta=0.0), r"eta must be a finite number > 0"),
     "solve-eta-inf": (lambda: solve(eta=INF), r"eta must be a finite number > 0"),
@@ -140,11 +140,11 @@ API_CASES = {
     ),
     "HeavyBallFlow-order": (
         lambda: hbflow.HeavyBallFlow(0),
-        r"order alpha must be an integer >= 1, got 0",
+        r"alpha must be an integer >= 1, got 0",
     ),
     "SteadyStateFlow-order": (
         lambda: hbflow.SteadyStateFlow(2.5),
-        r"order alpha must be an integer >= 1, got 2\.5",
+        r"alpha must be an integer >= 1, got 2\.5",
     ),
     "model-name-order": (lambda: hbflow.model_from_name("hbf0"), r"unknown model 'hbf0'.*N >= 1"),
     "trees-order": (lambda: hbflow.trees_up_to(0), r"order must be an integer >= 1"),
@@ -183,7 +183,7 @@ API_CASES = {
     ),
     "compare-horizon-0": (lambda: compare(horizon=0.0), r"horizon must be a finite number > 0"),
     "compare-horizon-nan": (lambda: compare(horizon=NAN), r"horizon must be a finite number > 0"),
-    # a loss that is not scalar-valued, not traceable by JAX, not finite at x0
+    # a loss that is not scalar-valued, not traceable by JAX, not finite at u0
     "compare-loss-vector": (
         lambda: compare(loss=not_scalar),
         r"loss must return a real scalar \(shape \(\)\), got shape \(2,\)",
@@ -200,10 +200,10 @@ API_CASES = {
         lambda: compare(loss=python_branch),
         r"loss is not traceable by JAX \(TracerBoolConversionError.*jnp\.where",
     ),
-    "compare-loss-nan": (lambda: compare(loss=log_loss), r"loss must be finite at x0, got nan"),
+    "compare-loss-nan": (lambda: compare(loss=log_loss), r"loss must be finite at u0, got nan"),
     "compare-loss-grad-inf": (
-        lambda: compare(loss=sqrt_loss, x0=jnp.array([0.0, 1.0])),
-        r"the gradient of the loss must be finite at x0",
+        lambda: compare(loss=sqrt_loss, u0=jnp.array([0.0, 1.0])),
+        r"the gradient of the loss must be finite at u0",
     ),
     "compare-loss-not-callable": (
         lambda: compare(loss=3),
@@ -215,30 +215,30 @@ API_CASES = {
     "solve-loss-vector": (lambda: solve(loss=not_scalar), r"loss must return a real scalar"),
     "solve-loss-branch": (lambda: solve(loss=python_branch), r"loss is not traceable by JAX"),
     "solve-loss-nan": (lambda: solve(loss=log_loss), r"loss must be finite at u0"),
-    # x0 with NaN/Inf or the wrong shape
-    "compare-x0-nan": (
-        lambda: compare(x0=jnp.array([1.0, NAN])),
-        r"x0 must be finite; x0 contains NaN or Inf",
+    # u0 with NaN/Inf or the wrong shape
+    "compare-u0-nan": (
+        lambda: compare(u0=jnp.array([1.0, NAN])),
+        r"u0 must be finite; u0 contains NaN or Inf",
     ),
-    "compare-x0-inf": (lambda: compare(x0=[INF, 0.0]), r"x0 must be finite"),
-    "compare-x0-pytree-nan": (
-        lambda: compare(loss=lambda p: jnp.sum(p["a"] ** 2), x0={"a": jnp.array([1.0, NAN])}),
-        r"x0 must be finite; x0\['a'\] contains NaN or Inf",
+    "compare-u0-inf": (lambda: compare(u0=[INF, 0.0]), r"u0 must be finite"),
+    "compare-u0-pytree-nan": (
+        lambda: compare(loss=lambda p: jnp.sum(p["a"] ** 2), u0={"a": jnp.array([1.0, NAN])}),
+        r"u0 must be finite; u0\['a'\] contains NaN or Inf",
     ),
-    "compare-x0-shape": (
-        lambda: compare(loss=matrix_loss, x0=jnp.ones(3)),
-        r"loss cannot be evaluated at x0 \(shape \(3,\)\).*check that x0 has "
+    "compare-u0-shape": (
+        lambda: compare(loss=matrix_loss, u0=jnp.ones(3)),
+        r"loss cannot be evaluated at u0 \(shape \(3,\)\).*check that u0 has "
         r"the shape the loss expects",
     ),
-    "compare-x0-too-short": (
-        lambda: compare(loss=reads_third, x0=jnp.ones(2)),
-        r"loss indexes outside x0 \(shape \(2,\)\): .*index 2 is out of "
+    "compare-u0-too-short": (
+        lambda: compare(loss=reads_third, u0=jnp.ones(2)),
+        r"loss indexes outside u0 \(shape \(2,\)\): .*index 2 is out of "
         r"bounds",
     ),
-    "compare-x0-empty": (lambda: compare(x0=jnp.zeros(0)), r"x0 must have at least one entry"),
-    "compare-x0-text": (lambda: compare(x0="1,2"), r"x0 must be an array of real numbers"),
-    "compare-x0-none": (lambda: compare(x0=None), r"x0 must be an array \(or a pytree"),
-    "compare-x0-complex": (lambda: compare(x0=jnp.array([1j, 0.0])), r"x0 must be real"),
+    "compare-u0-empty": (lambda: compare(u0=jnp.zeros(0)), r"u0 must have at least one entry"),
+    "compare-u0-text": (lambda: compare(u0="1,2"), r"u0 must be an array of real numbers"),
+    "compare-u0-none": (lambda: compare(u0=None), r"u0 must be an array \(or a pytree"),
+    "compare-u0-complex": (lambda: compare(u0=jnp.array([1j, 0.0])), r"u0 must be real"),
     "iterates-u0-nan": (lambda: iterates(u0=jnp.array([NAN, 1.0])), r"u0 must be finite"),
     "iterates-u0-too-short": (
         lambda: iterates(loss=reads_third, u0=jnp.ones(2)),
@@ -291,8 +291,14 @@ API_CASES = {
     "compare-solver": (lambda: compare(solver="tsit5"), r"solver must be a diffrax solver"),
     "compare-progress": (lambda: compare(progress="yes"), r"progress must be a bool or a callable"),
     "solve-num_pieces": (lambda: solve(num_pieces=2.0), r"num_pieces must be an integer >= 1"),
-    "iterates-num_steps": (lambda: iterates(num_steps=0), r"num_steps must be a positive int"),
+    "iterates-num_steps": (lambda: iterates(num_steps=0), r"num_steps must be an integer >= 1"),
     "counter_terms.at-k": (lambda: hbflow.counter_terms(2).at(-1), r"k must be an integer >= 0"),
+    "coefficients_up_to-k_max": (
+        lambda: hbflow.coefficients_up_to(2, -1),
+        r"^k_max must be an integer >= 0, got -1$",
+    ),
+    "coefficients_at-k": (lambda: hbflow.coefficients_at(2, -1), r"^k must be an integer >= 0"),
+    "compare-throw": (lambda: compare(throw="no"), r"throw must be True or False"),
     "field_text-k": (
         lambda: hbflow.field_text(hbflow.counter_terms(2), k=1.5),
         r"k must be an integer >= 0",
@@ -402,10 +408,13 @@ CLI_CASES = {
         r"beta must be a number in \[0, 1\)",
     ),
     # η <= 0 or not finite
-    "order-eta-0": (["order", "--etas", "0.04,0"], r"--etas: every step size must be > 0, got 0"),
+    "order-eta-0": (
+        ["order", "--etas", "0.04,0"],
+        r"--etas: every step size must be a finite number > 0, got 0",
+    ),
     "order-eta-negative": (
         ["order", "--etas", "0.04,-0.02"],
-        r"--etas: every step size must be > 0",
+        r"--etas: every step size must be a finite number > 0",
     ),
     "order-eta-inf": (["order", "--etas", "0.04,inf"], r"--etas must be finite, got 'inf'"),
     "order-eta-nan": (["order", "--etas", "nan,0.02"], r"--etas must be finite, got 'nan'"),
@@ -424,7 +433,7 @@ CLI_CASES = {
         ["order", "--horizon", "0.33"],
         r"horizon 0\.33 must be a positive integer multiple of every eta",
     ),
-    "order-horizon-0": (["order", "--horizon", "0"], r"--horizon must be > 0"),
+    "order-horizon-0": (["order", "--horizon", "0"], r"--horizon must be a finite number > 0"),
     "order-horizon-text": (["order", "--horizon", "two"], r"--horizon must be a number > 0"),
     # the loss
     "order-loss-vector": (
@@ -437,7 +446,7 @@ CLI_CASES = {
     ),
     "order-loss-nan": (
         ["order", "--loss", f"{LOSS}:log_loss", "--x0", "1,2"],
-        r"loss must be finite at x0, got nan",
+        r"loss must be finite at u0, got nan",
     ),
     # x0
     "order-x0-nan": (["order", "--x0", "1,nan"], r"--x0 must be finite, got 'nan'"),
@@ -453,7 +462,7 @@ CLI_CASES = {
     ),
     "order-x0-too-short": (
         ["order", "--loss", f"{LOSS}:reads_second", "--x0", "1"],
-        r"loss indexes outside x0 \(shape \(1,\)\)",
+        r"loss indexes outside u0 \(shape \(1,\)\)",
     ),
     "order-x0-missing": (
         ["order", "--loss", f"{LOSS}:reads_second"],
@@ -502,7 +511,7 @@ CLI_CASES = {
     ),
     # other options
     "order-max-steps": (["order", "--max-steps", "0"], r"--max-steps must be an integer >= 1"),
-    "order-rtol": (["order", "--rtol", "-1"], r"--rtol and --atol must be > 0"),
+    "order-rtol": (["order", "--rtol", "-1"], r"--rtol must be a finite number > 0"),
     "order-plot": (["order", "--plot", "figure"], r"--plot must be a file name with a suffix"),
     "derive-k": (["derive", "--order", "2", "--k", "-1"], r"k must be an integer >= 0"),
     "no-command": ([], r"the following arguments are required"),

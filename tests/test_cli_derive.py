@@ -78,7 +78,7 @@ def test_latex_steady_state(capsys):
         (["--order", "2", "--method", "adam"], "method must be one of hb, nag, gd"),
         (["--order", "2", "--format", "xml"], "format must be one of text, latex, json"),
         (["--order", "2", "--k", "-1"], "k must be an integer >= 0"),
-        (["--order", "2", "--method", "gd", "--beta", "0.5"], "method gd has beta = 0"),
+        (["--order", "2", "--method", "gd", "--beta", "0.5"], "method 'gd' is the case beta = 0"),
         (["--order", "two"], "invalid int value"),
         (["--order", "2", "--k", "1", "--steady-state"], "not allowed with argument"),
     ],
@@ -120,3 +120,29 @@ def test_displayed_coefficients_are_exact(method):
         for kk in (0, 1, 5):
             expected = tree.sign * ct.at(kk)[tree] / tree.sigma
             assert sympy.simplify(shown.subs(k, kk) - expected) == 0
+
+
+@pytest.mark.parametrize("beta", ["0", "0.0", "0/1", "0.00"])
+def test_gd_accepts_beta_zero_written_any_way(capsys, beta):
+    # beta is compared as a number: every spelling of 0 is gradient descent's beta.
+    code, out, err = run(capsys, "derive", "--order", "2", "--method", "gd", "--beta", beta)
+    assert code == 0 and err == ""
+    code_plain, out_plain, _ = run(capsys, "derive", "--order", "2", "--method", "gd")
+    assert code_plain == 0 and out.splitlines()[1:] == out_plain.splitlines()[1:]
+
+
+def test_a_broken_order_subcommand_fails_loudly(monkeypatch):
+    # If the order subcommand cannot be imported, the CLI must fail, not silently lose it.
+    import importlib
+
+    import hbflow._cli
+
+    monkeypatch.setitem(sys.modules, "hbflow._cli_order", None)
+    try:
+        with pytest.raises(ImportError):
+            importlib.reload(hbflow._cli)
+            hbflow._cli.build_parser()
+    finally:
+        monkeypatch.undo()
+        importlib.reload(hbflow._cli)
+    assert "order" in hbflow._cli.build_parser().format_help()

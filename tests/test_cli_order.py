@@ -98,11 +98,11 @@ def test_user_loss_and_plot(capsys, tmp_path, monkeypatch):
     [
         (["--beta", "1.0"], r"--beta must be in \[0, 1\)"),
         (["--beta", "abc"], r"--beta must be a number"),
-        (["--etas", "0.04,0"], r"--etas: every step size must be > 0"),
+        (["--etas", "0.04,0"], r"--etas: every step size must be a finite number > 0"),
         (["--etas", "0.03", "--horizon", "1"], r"horizon 1 must be a positive integer multiple"),
         (["--models", "hbf2,foo"], r"unknown model 'foo'; valid models are hbfN and steadyN"),
         (["--method", "sgd"], r"method must be one of hb, nag, gd"),
-        (["--method", "gd", "--beta", "0.5"], r"--method gd has beta = 0"),
+        (["--method", "gd", "--beta", "0.5"], r"method 'gd' is the case beta = 0"),
         (["--problem", "nope"], r"--problem: unknown problem 'nope'; valid: .*himmelblau"),
         (["--format", "xml"], r"--format must be text or json"),
         (["--loss", "no_such_module:f", "--x0", "1,2"], r"--loss: cannot import module"),

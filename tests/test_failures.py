@@ -103,6 +103,21 @@ def test_compare_keeps_partial_results_when_the_iterates_diverge():
     assert "failed" in study.to_text()
     assert study.to_json()["failures"][0]["model"] == "iterates"
 
+    # throw=False returns the same partial study instead of raising
+    returned = hbflow.compare(
+        quartic,
+        jnp.array([2.0]),
+        method="hb",
+        beta=0.5,
+        etas=[0.5, 0.01],
+        horizon=5.0,
+        models=["rgf"],
+        throw=False,
+    )
+    assert returned.failures == study.failures and not returned.complete
+    np.testing.assert_array_equal(returned.models["rgf"].max_errors, errors)
+    assert returned.warnings == study.warnings
+
 
 def test_compare_keeps_partial_results_when_a_solve_fails():
     progress = []

@@ -220,3 +220,56 @@ def test_blow_up_is_reported():
             num_pieces=5,
         )
     assert jax.config.jax_enable_x64
+
+
+MODEL_CLASSES = [
+    GradientFlow,
+    RescaledGradientFlow,
+    KovachkiStuartODE,
+    MomentumGradientFlow,
+    SteadyStateFlow,
+    HeavyBallFlow,
+]
+MODEL_METHODS = ("name", "order", "coefficients", "initial_state", "vector_field", "position")
+
+
+@pytest.mark.parametrize("cls", MODEL_CLASSES, ids=lambda c: c.__name__)
+def test_models_are_abstract_or_final(cls):
+    # equinox's pattern: each method has exactly one concrete definition along the MRO, and
+    # every concrete definition lives in a final class or overrides only an abstract one.
+    for attr in MODEL_METHODS:
+        concrete = [
+            k.__name__
+            for k in cls.__mro__
+            if attr in k.__dict__ and not getattr(k.__dict__[attr], "__isabstractmethod__", False)
+        ]
+        assert len(concrete) == 1, (cls.__name__, attr, concrete)
+    for attr in MODEL_METHODS[1:]:
+        assert getattr(hbflow.AbstractContinuousModel, attr).__isabstractmethod__
+
+
+def test_a_model_without_a_name_or_field_cannot_be_made():
+    class Nameless(hbflow.AbstractFirstOrderModel):
+        def order(self, method, beta):
+            return 1
+
+        def coefficients(self, method, beta, num_pieces):
+            return np.zeros((num_pieces, 0))
+
+        def vector_field(self, g, t, y, eta, beta, row):
+            return g(y)
+
+    with pytest.raises(TypeError, match="name"):
+        Nameless()
+
+    class NoField(hbflow.AbstractFirstOrderModel):
+        name = "nofield"
+
+        def order(self, method, beta):
+            return 1
+
+        def coefficients(self, method, beta, num_pieces):
+            return np.zeros((num_pieces, 0))
+
+    with pytest.raises(TypeError, match="vector_field"):
+        NoField()

@@ -28,7 +28,7 @@ def study(problem, method, beta):
     if key not in _STUDIES:
         p = get_problem(problem)
         _STUDIES[key] = compare(
-            p.loss, p.x0, method=method, beta=beta, models=HBF + MEMORYLESS, **SETTINGS[problem]
+            p.loss, p.u0, method=method, beta=beta, models=HBF + MEMORYLESS, **SETTINGS[problem]
         )
     return _STUDIES[key]
 
@@ -92,7 +92,7 @@ def test_beta_099():
 
     s = compare(
         loss,
-        p.x0,
+        p.u0,
         method="hb",
         beta=0.99,
         etas=[0.01, 0.005, 0.0025],
@@ -145,9 +145,9 @@ def test_errors_along_trajectory():
 
 
 def test_lambda_warning():
-    p = get_problem("rosenbrock-soft")  # |H| ~ 8 at x0: lambda |H| ~ 1.3 at eta = 0.04
+    p = get_problem("rosenbrock-soft")  # |H| ~ 8 at u0: lambda |H| ~ 1.3 at eta = 0.04
     s = compare(
-        p.loss, p.x0, method="hb", beta=0.5, etas=[0.04, 0.02], horizon=0.4, models=("rgf",)
+        p.loss, p.u0, method="hb", beta=0.5, etas=[0.04, 0.02], horizon=0.4, models=("rgf",)
     )
     assert any("not small" in w and "lambda" in w for w in s.warnings)
     assert s.lambda_h[0] > 1
@@ -170,14 +170,14 @@ def quadratic(u):
         ({"models": ["hbf2", "rk4"]}, r"unknown model 'rk4'; valid models are hbfN and steadyN"),
         ({"method": "adam"}, r"method must be one of hb, nag, gd"),
         ({"loss": lambda u: u}, r"loss must return a real scalar \(shape \(\)\), got shape \(2,\)"),
-        ({"loss": lambda u: jnp.log(u[0] - 2)}, r"loss must be finite at x0"),
+        ({"loss": lambda u: jnp.log(u[0] - 2)}, r"loss must be finite at u0"),
         ({"rtol": 0.0}, r"rtol must be a finite number > 0"),
     ],
 )
 def test_bad_input(kwargs, match):
     args = dict(
         loss=quadratic,
-        x0=jnp.array([1.0, 0.5]),
+        u0=jnp.array([1.0, 0.5]),
         method="hb",
         beta=0.5,
         etas=[0.1, 0.05],
@@ -185,6 +185,30 @@ def test_bad_input(kwargs, match):
         models=["rgf"],
     )
     args.update(kwargs)
-    loss, x0 = args.pop("loss"), args.pop("x0")
+    loss, u0 = args.pop("loss"), args.pop("u0")
     with pytest.raises(ValueError, match=match):
-        compare(loss, x0, **args)
+        compare(loss, u0, **args)
+
+
+def test_each_step_size_is_solved_once(monkeypatch):
+    # Compilation is measured from the first call, not by solving the first step size twice.
+    import hbflow._compare as module
+
+    calls = []
+    solve = module._solve
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["eta"])
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_solve", counting)
+    etas = [0.1, 0.05]
+    study = compare(
+        quadratic, jnp.array([1.0, 0.5]), etas=etas, horizon=1.0, models=["rgf"], solver_check=False
+    )
+    assert calls == etas
+    m = study.models["rgf"]
+    assert m.compile_seconds >= 0 and m.run_seconds >= 0
+    calls.clear()
+    compare(quadratic, jnp.array([1.0, 0.5]), etas=etas, horizon=1.0, models=["rgf"])
+    assert calls == [0.1, 0.1, 0.05, 0.05]  # with the 100x tighter solve of each step size

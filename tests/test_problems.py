@@ -31,7 +31,7 @@ def test_names():
     # At least three 2-D non-convex problems besides the quadratics.
     two_d = []
     for name in names:
-        x0 = get_problem(name).x0
+        x0 = get_problem(name).u0
         if not name.startswith("ks-") and isinstance(x0, jax.Array) and x0.shape == (2,):
             two_d.append(name)
     assert len(two_d) >= 3
@@ -43,14 +43,14 @@ def test_problem_is_well_formed(name):
     assert isinstance(problem, Problem)
     assert problem.name == name
     assert problem.description and problem.source
-    for leaf in jax.tree_util.tree_leaves(problem.x0):
+    for leaf in jax.tree_util.tree_leaves(problem.u0):
         assert isinstance(leaf, jax.Array) and leaf.dtype == jnp.float64
         assert np.all(np.isfinite(leaf))
-    value = problem.loss(problem.x0)
+    value = problem.loss(problem.u0)
     assert jnp.shape(value) == () and value.dtype == jnp.float64
     assert np.isfinite(value) and value >= 0.0
-    grad = jax.grad(problem.loss)(problem.x0)
-    assert jax.tree_util.tree_structure(grad) == jax.tree_util.tree_structure(problem.x0)
+    grad = jax.grad(problem.loss)(problem.u0)
+    assert jax.tree_util.tree_structure(grad) == jax.tree_util.tree_structure(problem.u0)
     grad_leaves = jax.tree_util.tree_leaves(grad)
     assert all(np.all(np.isfinite(g)) for g in grad_leaves)
     # No problem starts at a stationary point.
@@ -73,12 +73,12 @@ def test_unknown_name_lists_valid_names(bad):
 @pytest.mark.parametrize("kappa", [5, 10, 20])
 def test_ks_quadratic(kappa):
     problem = get_problem(f"ks-quadratic-{kappa}")
-    np.testing.assert_array_equal(problem.x0, [1.0, 1.0])
+    np.testing.assert_array_equal(problem.u0, [1.0, 1.0])
     rng = np.random.default_rng(kappa)
     for u in rng.normal(size=(5, 2)):
         want = 0.5 * (u[0] ** 2 + kappa * u[1] ** 2)
         np.testing.assert_allclose(problem.loss(jnp.asarray(u)), want, rtol=1e-15)
-    hessian = jax.hessian(problem.loss)(problem.x0)
+    hessian = jax.hessian(problem.loss)(problem.u0)
     np.testing.assert_allclose(hessian, np.diag([1.0, kappa]), rtol=1e-15)
     assert "Kovachki" in problem.source and "Stuart" in problem.source
 
@@ -114,9 +114,9 @@ def test_two_d_problems_are_non_convex(name):
 def test_default_problem_keeps_lambda_h_small():
     # The default of an order study: beta = 0.5, eta <= 0.04, horizon 2.
     problem = get_problem(DEFAULT_PROBLEM)
-    np.testing.assert_array_equal(problem.x0, [1.0, 0.7])
+    np.testing.assert_array_equal(problem.u0, [1.0, 0.7])
     beta, eta = 0.5, 0.04
-    us = hbflow.iterates(problem.loss, problem.x0, method="hb", beta=beta, eta=eta, num_steps=50)
+    us = hbflow.iterates(problem.loss, problem.u0, method="hb", beta=beta, eta=eta, num_steps=50)
     hessians = jax.vmap(jax.hessian(problem.loss))(us)
     norms = jnp.linalg.norm(hessians, ord=2, axis=(1, 2))
     lam = eta / (1 - beta) ** 2
@@ -134,12 +134,12 @@ def test_diagonal_linear_network_data(d):
     assert int(jnp.count_nonzero(theta_star)) == 5
     np.testing.assert_array_equal(jnp.abs(theta_star[theta_star != 0]), 1.0)
     np.testing.assert_allclose(y, X @ theta_star, rtol=1e-14)
-    assert set(problem.x0) == {"u", "v"}
+    assert set(problem.u0) == {"u", "v"}
     for part in ("u", "v"):
-        np.testing.assert_array_equal(problem.x0[part], jnp.full(d, 0.1))
+        np.testing.assert_array_equal(problem.u0[part], jnp.full(d, 0.1))
     # Balanced start: theta(0) = 0, so L(x0) = mean(y^2)/2.
-    np.testing.assert_array_equal(problem.data["theta"](problem.x0), 0.0)
-    np.testing.assert_allclose(problem.loss(problem.x0), 0.5 * jnp.mean(y**2), rtol=1e-14)
+    np.testing.assert_array_equal(problem.data["theta"](problem.u0), 0.0)
+    np.testing.assert_allclose(problem.loss(problem.u0), 0.5 * jnp.mean(y**2), rtol=1e-14)
     # At u = sqrt(theta*_+), v = sqrt(theta*_-) the loss vanishes.
     star = {"u": jnp.sqrt(jnp.maximum(theta_star, 0)), "v": jnp.sqrt(jnp.maximum(-theta_star, 0))}
     assert float(problem.loss(star)) < 1e-28
@@ -161,12 +161,12 @@ def test_diagonal_linear_network_seeding_and_checks():
 
 def test_deep_linear_network():
     problem = deep_linear_network(depth=4, width=6, input_dim=3, output_dim=2, n=20, seed=3)
-    shapes = [w.shape for w in problem.x0]
+    shapes = [w.shape for w in problem.u0]
     assert shapes == [(6, 3), (6, 6), (6, 6), (2, 6)]
     X, Y, Phi = problem.data["X"], problem.data["Y"], problem.data["Phi"]
     assert X.shape == (3, 20) and Y.shape == (2, 20)
     np.testing.assert_allclose(Y, Phi @ X, rtol=1e-14)
-    w = problem.x0
+    w = problem.u0
     product = w[3] @ w[2] @ w[1] @ w[0]
     np.testing.assert_allclose(problem.data["end_to_end"](w), product, rtol=1e-13)
     want = 0.5 * np.sum((product @ X - Y) ** 2) / 20
@@ -181,10 +181,10 @@ def test_deep_linear_network():
 
 def test_problem_validation():
     with pytest.raises(ValueError, match="name must be a non-empty string"):
-        Problem(name="", loss=jnp.sum, x0=jnp.zeros(2), description="d", source="s")
+        Problem(name="", loss=jnp.sum, u0=jnp.zeros(2), description="d", source="s")
     with pytest.raises(ValueError, match="loss must be callable"):
-        Problem(name="p", loss=None, x0=jnp.zeros(2), description="d", source="s")
-    p = Problem(name="p", loss=jnp.sum, x0=jnp.zeros(2), description="d", source="s")
+        Problem(name="p", loss=None, u0=jnp.zeros(2), description="d", source="s")
+    p = Problem(name="p", loss=jnp.sum, u0=jnp.zeros(2), description="d", source="s")
     with pytest.raises(TypeError):
         p.data["X"] = 1  # read-only
 
