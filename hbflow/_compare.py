@@ -1,7 +1,7 @@
 r"""The error comparator: how far each continuous model is from the iterates, and with what order.
 
 For a loss, a start $u_0$, a method, $\beta$, a geometric sequence of step sizes and a fixed
-horizon $T$ (``../shared/MATH.md`` §6):
+horizon $T$ (docs/theory.md#errors-and-orders):
 
 - the iterates $u_0, \dots, u_K$, $K = T/\eta$, from rest;
 - each model's $u(t_k)$ at the grid times $t_k = k\eta$;

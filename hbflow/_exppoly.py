@@ -10,7 +10,7 @@ polynomials $p/q$ held by FLINT (``python-flint``), whose gcds are a few microse
 about a millisecond for an addition in sympy's own fraction field.  Every result is exact and
 canonical (lowest terms, denominator with positive leading coefficient).
 
-The heavy-ball recurrences of ``../shared/MATH.md`` §3 have the characteristic polynomial
+The heavy-ball recurrences of docs/theory.md#iterates-as-b-series have the characteristic polynomial
 $(x-1)(x-\beta)$; `ExpPolyRing.solve_recurrence` solves them by undetermined coefficients, with
 resonance at $j=0$ (root 1) and $j=1$ (root β).
 """

@@ -35,7 +35,7 @@ __all__ = [
 
 PyTree = Any
 
-#: The methods of MATH.md §1: gradient descent, heavy ball, Nesterov.
+#: The methods of docs/theory.md#methods: gradient descent, heavy ball, Nesterov.
 METHODS = ("hb", "nag", "gd")
 
 
