@@ -428,8 +428,8 @@ def compare(
 
     **Returns:** an `OrderStudy`.
 
-    **Raises:** `ValueError` naming the parameter for bad input (see the README section "When
-    things go wrong"); `OrderStudyError` (a `RuntimeError`) after the sweep if some runs
+    **Raises:** `ValueError` naming the parameter for bad input (see
+    docs/troubleshooting.md); `OrderStudyError` (a `RuntimeError`) after the sweep if some runs
     failed: iterates that diverge (with the first non-finite step and the stability limit) or a
     solve that fails (with the model, the piece and what to change); its `.study` holds the
     partial results.  `RuntimeError` if JAX is not in float64 mode.
