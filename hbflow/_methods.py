@@ -271,7 +271,7 @@ def stability_limit(method: str, beta: float, curvature: float) -> float:
 
     On $L(u) = \tfrac12 u\cdot Hu$ the iterates decouple along the eigenvectors of $H$; along
     one with eigenvalue $\lambda > 0$, with $h = \eta\lambda$, the characteristic polynomials of
-    the recursion (docs/theory.md#methods) are
+    the recursion (docs/theory.md#stability-on-quadratics) are
 
     - HB: $z^2 - (1+\beta-h)z + \beta$, whose roots lie in the unit disc (for
       $0 \le \beta < 1$) iff $0 < h < 2(1+\beta)$;
