@@ -4,6 +4,7 @@ The build renders the executed notebooks without running them and the API refere
 docstrings, so a broken link, a missing anchor or a docstring that no longer resolves fails here.
 """
 
+import argparse
 import html
 import inspect
 import json
@@ -21,6 +22,7 @@ pytest.importorskip("mkdocs_jupyter")
 
 import hbflow  # noqa: E402
 import hbflow.testing  # noqa: E402
+from hbflow._cli import build_parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -129,3 +131,23 @@ def test_notebooks_are_rendered_with_their_outputs(site, notebook):
         for output in cell.get("outputs", [])
     )
     assert page.count("data:image/png;base64") >= images
+
+
+def _subcommands():
+    parser = build_parser()
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return action.choices
+
+
+def test_command_line_page_documents_every_subcommand_and_option():
+    page = (ROOT / "docs" / "cli.md").read_text()
+    headings = set(re.findall(r"^## (.+)$", page, flags=re.M))
+    missing = []
+    for name, subparser in _subcommands().items():
+        if f"hbflow {name}" not in headings:
+            missing.append(f"hbflow {name} (section)")
+        for action in subparser._actions:
+            for option in action.option_strings:
+                if option.startswith("--") and option != "--help" and f"`{option}" not in page:
+                    missing.append(f"hbflow {name} {option}")
+    assert not missing, f"not documented in docs/cli.md: {missing}"
