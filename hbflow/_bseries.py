@@ -1,6 +1,6 @@
 r"""Exact Butcher-group algebra on B-series characters.
 
-Normalisation (``../shared/MATH.md`` §2): a character $c$ defines
+Normalisation (docs/theory.md#trees-and-b-series): a character $c$ defines
 $B(c, u) = c(\emptyset)\,u + \sum_\tau \frac{\eta^{|\tau|}}{\sigma(\tau)} c(\tau) F(\tau)(u)$,
 and the product is composition, $B(c_2, B(c_1, u)) = B(c_1 \cdot c_2, u)$ (first $c_1$, then
 $c_2$).  With this normalisation the product is the Connes–Kreimer convolution over admissible

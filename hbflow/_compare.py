@@ -1,7 +1,7 @@
 r"""The error comparator: how far each continuous model is from the iterates, and with what order.
 
 For a loss, a start $u_0$, a method, $\beta$, a geometric sequence of step sizes and a fixed
-horizon $T$ (``../shared/MATH.md`` §6):
+horizon $T$ (docs/theory.md#errors-and-orders):
 
 - the iterates $u_0, \dots, u_K$, $K = T/\eta$, from rest;
 - each model's $u(t_k)$ at the grid times $t_k = k\eta$;
@@ -460,11 +460,11 @@ def compare(
 
     **Returns:** an `OrderStudy`.
 
-    **Raises:** `ValueError` naming the parameter for bad input (see the README section "When
-    things go wrong"); `OrderStudyError` (a `RuntimeError`, only if `throw`) after the sweep if
-    some runs failed: iterates that diverge (with the first non-finite step and the stability
-    limit) or a solve that fails (with the model, the piece and what to change); its `.study`
-    holds the partial results.  `RuntimeError` if JAX is not in float64 mode.
+    **Raises:** `ValueError` naming the parameter for bad input (see
+    docs/troubleshooting.md); `OrderStudyError` (a `RuntimeError`, only if `throw`) after the
+    sweep if some runs failed: iterates that diverge (with the first non-finite step and the
+    stability limit) or a solve that fails (with the model, the piece and what to change); its
+    `.study` holds the partial results.  `RuntimeError` if JAX is not in float64 mode.
     """
     # Set-up: every argument is checked once, for the whole sweep.
     sweep = _set_up(

@@ -70,7 +70,8 @@ class CounterTerms:
     - `terms`: for each tree, ``{(j, m): c_jm}`` with `c_jm` a `RationalFunction` of β.
 
     **Raises:** `ValueError` if a tree is missing or the $j = 0$ part depends on $k$ (then
-    $b_k$ would have no steady state, which contradicts MATH.md §4).
+    $b_k$ would have no steady state, which contradicts
+    docs/theory.md#closed-form-and-steady-state).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-r"""Counter terms of the heavy-ball flow: exact derivation (``../shared/MATH.md`` §3–§4).
+r"""Counter terms of the heavy-ball flow: exact derivation (docs/theory.md#iterates-as-b-series).
 
 For the family $u_{k+1} = u_k + \beta(u_k - u_{k-1}) - \eta\nabla L(u_k + a(u_k - u_{k-1}))$
 (HB: $a=0$; NAG: $a=\beta$; GD: $\beta=0$) started from rest, the iterates are B-series
@@ -87,7 +87,8 @@ def _field_and_beta(method: str, beta: Fraction | None):
 
 
 def _iterate_characters(order: int, method: str, beta: Fraction | None, k_max: int):
-    r"""Yield $(k, a_k, a_{k+1})$ for $k = 0, \dots,$ `k_max` by running MATH.md §3."""
+    r"""Yield $(k, a_k, a_{k+1})$ for $k = 0, \dots,$ `k_max` by the recurrence of the iterates
+    (docs/theory.md#iterates-as-b-series)."""
     field, b = _field_and_beta(method, beta)
     one = field.one
     a = _lookahead(method, b)

@@ -1,6 +1,6 @@
 r"""Elementary differentials of $g = -\nabla L$, evaluated with forward-mode autodiff.
 
-Convention (``../shared/MATH.md`` §2): $F(\bullet)(u) = g(u)$ and
+Convention (docs/theory.md#trees-and-b-series): $F(\bullet)(u) = g(u)$ and
 $F([\tau_1,\dots,\tau_m])(u) = g^{(m)}(u)[F(\tau_1)(u),\dots,F(\tau_m)(u)]$.
 
 $g^{(m)}(u)[v_1,\dots,v_m]$ is the $m$-fold nested directional derivative of $g$, computed with

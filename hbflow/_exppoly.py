@@ -17,7 +17,7 @@ result as plain data (integer coefficient tuples: hashable, JSON-serialisable, e
 recurrence of `hbflow.coefficients_at`, the second construction, on purpose in an arithmetic
 independent of `QBeta`, so that the two constructions check each other.
 
-The heavy-ball recurrences of ``../shared/MATH.md`` §3 have the characteristic polynomial
+The heavy-ball recurrences of docs/theory.md#iterates-as-b-series have the characteristic polynomial
 $(x-1)(x-\beta)$; `ExpPolyRing.solve_recurrence` solves them by undetermined coefficients, with
 resonance at $j=0$ (root 1) and $j=1$ (root β).
 """

@@ -1,6 +1,6 @@
 r"""The discrete methods: gradient descent, Polyak's heavy ball and Nesterov's method.
 
-One recursion covers all three (``../shared/MATH.md`` §1):
+One recursion covers all three (docs/theory.md#methods):
 
 $$u_{k+1} = u_k + \beta\,(u_k - u_{k-1}) - \eta\,\nabla L\big(u_k + a\,(u_k - u_{k-1})\big),$$
 
@@ -264,7 +264,7 @@ def stability_limit(method: str, beta: float, curvature: float) -> float:
 
     On $L(u) = \tfrac12 u\cdot Hu$ the iterates decouple along the eigenvectors of $H$; along
     one with eigenvalue $\lambda > 0$, with $h = \eta\lambda$, the characteristic polynomials of
-    the recursion (MATH.md §1) are
+    the recursion (docs/theory.md#stability-on-quadratics) are
 
     - HB: $z^2 - (1+\beta-h)z + \beta$, whose roots lie in the unit disc (for
       $0 \le \beta < 1$) iff $0 < h < 2(1+\beta)$;

@@ -1,4 +1,4 @@
-r"""Continuous-time models of the discrete iterates (``../shared/MATH.md`` §4–§5).
+r"""Continuous-time models of the discrete iterates (docs/theory.md#continuous-models).
 
 Every model is an `AbstractContinuousModel`: an ODE in the time $t$ of the iterates,
 $t_k = k\eta$, integrated piece by piece over $[k\eta, (k+1)\eta]$.  A model states
@@ -300,7 +300,8 @@ class SteadyStateFlow(_AbstractBSeriesFlow):
     invariant manifold.  At first order, $\dot u = -\nabla\tilde L/(1-\beta)$ with
     $\tilde L = L + \eta(1+\beta)/(4(1-\beta)^2)\|\nabla L\|^2$ (Ghosh et al. 2023; Cattaneo &
     Shigida 2025 give the low orders).  Started at $u_0$ it misses the transient of the iterates
-    from rest, so its global order against them is 1 whatever $\alpha$ (MATH.md §4); for gradient
+    from rest, so its global order against them is 1 whatever $\alpha$
+    (docs/theory.md#shifted-start); for gradient
     descent ($\beta = 0$) there is no transient and the order is $\alpha$.
 
     ```bibtex
@@ -335,7 +336,8 @@ class HeavyBallFlow(_AbstractBSeriesFlow):
         \eta^{|\tau|-1}\frac{b_k(\tau)}{\sigma(\tau)}F(\tau)(u),$$
 
     with $b_k = \log(a_k^{-1}\cdot a_{k+1})$ the modified field of the $k$-th one-step map of the
-    iterates from rest (MATH.md §3–§4), evaluated at the actual $\beta$ and $k$ on each piece.
+    iterates from rest (docs/theory.md#heavy-ball-flow), evaluated at the actual $\beta$ and $k$
+    on each piece.
     The field changes at every grid time; $u$ is continuous.  Global order $\alpha$ against the
     iterates from rest on a fixed horizon, for $\eta$ small against $(1-\beta)^2/\|\nabla^2L\|$.
     The same construction serves Nesterov's method and gradient descent (for which $b_k$ is the

@@ -4,7 +4,7 @@ A tree is stored in one canonical form: its subtrees sorted so that its level se
 level 1, depth first) is the lexicographically largest among all orderings of its subtrees.
 Trees are interned, so equal trees are the same object and hashing is cheap.
 
-Conventions (``../shared/MATH.md`` §2): $|\tau|$ is the number of nodes, $\sigma(\tau)$ the
+Conventions (docs/theory.md#trees-and-b-series): $|\tau|$ is the number of nodes, $\sigma(\tau)$ the
 symmetry factor, and for $g = -\nabla L$ the elementary differentials are $F(\bullet) = g$,
 $F([\tau_1,\dots,\tau_m]) = g^{(m)}[F(\tau_1),\dots,F(\tau_m)]$.  Each node contributes one factor
 $-1$, so $F(\tau) = (-1)^{|\tau|} E(\tau)$ with $E(\bullet) = \nabla L$ and

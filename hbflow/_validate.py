@@ -41,7 +41,7 @@ __all__ = [
     "is_traced",
 ]
 
-#: The methods: heavy ball, Nesterov, gradient descent.
+#: The methods of docs/theory.md#methods: gradient descent, heavy ball, Nesterov.
 METHODS = ("hb", "nag", "gd")
 
 

@@ -17,7 +17,8 @@ def ct5(request):
 
 
 def test_leading_coefficient_is_gamma_k(ct5):
-    # MATH.md §4: b_k(•) = (1 - beta^(k+1)) / (1 - beta) for every k (symbolic k).
+    # docs/theory.md#heavy-ball-flow: b_k(•) = (1 - beta^(k+1)) / (1 - beta) for every k
+    # (symbolic k).
     expected = (1 - beta ** (k + 1)) / (1 - beta)
     assert sympy.simplify(sympy.expand(ct5.closed_form(T([1])) - expected)) == 0
     for kk in range(12):
@@ -29,7 +30,7 @@ def test_leading_coefficient_is_gamma_k(ct5):
 
 def test_closed_form_equals_per_k_recurrence(ct5):
     # Two independent constructions: the exponential polynomial in a symbolic k, and the
-    # recurrence of MATH.md §3 run for each k = 0..10, exact rational functions of beta.
+    # recurrence of the theory document run for each k = 0..10, exact rational functions of beta.
     per_k = coefficients_up_to(5, 10, method=ct5.method, as_sympy=False)
     for kk, values in enumerate(per_k):
         assert ct5.at(kk, as_sympy=False) == values, f"k = {kk}"
@@ -43,7 +44,7 @@ def test_closed_form_equals_per_k_at_rational_beta(ct5):
 
 # Explicit Euler's modified equation, HLW (Hairer, Lubich & Wanner, Geometric Numerical
 # Integration, 2nd ed., Springer 2006), Section IX.1, the explicit Euler example, also quoted in
-# MATH.md §4:
+# docs/theory.md#heavy-ball-flow:
 #   f_h = f - h/2 f'f + h^2 (1/12 f''(f,f) + 1/3 f'f'f) + O(h^3),
 # i.e. b/sigma = 1, -1/2, 1/12, 1/3 on •, [•], [•,•], [[•]].
 HLW_EULER = {
@@ -100,7 +101,8 @@ def test_gd_order_four_against_scalar_modified_equation(f_of_y):
 
 
 def test_steady_state_is_the_limit_and_matches_first_order_modified_loss(ct5):
-    # MATH.md §4: du/dt = -grad L~/(1-beta), L~ = L + eta (1+beta)/(4(1-beta)^2) |grad L|^2, so
+    # docs/theory.md#closed-form-and-steady-state: du/dt = -grad L~/(1-beta),
+    # L~ = L + eta (1+beta)/(4(1-beta)^2) |grad L|^2, so
     # b_inf(•) = 1/(1-beta) and (grad |grad L|^2 = 2 H grad L) b_inf([•]) = -(1+beta)/(2(1-beta)^3).
     if ct5.method == "hb":
         assert sympy.simplify(ct5.steady_state(T([1])) - 1 / (1 - beta)) == 0

@@ -52,7 +52,7 @@ def test_matches_dense_tensors_up_to_order_5():
 
 
 def test_hand_formulas_one_dimensional():
-    # L = x^4/4: g = -x^3, g' = -3x^2, g'' = -6x (MATH.md §2 in loss language).
+    # L = x^4/4: g = -x^3, g' = -3x^2, g'' = -6x (docs/theory.md#trees-and-b-series, loss language).
     x = 0.8
     g, x0, _ = gradient_field(lambda u: u[0] ** 4 / 4, jnp.array([x]))
     F = elementary_differentials(g, trees_up_to(3), x0)

@@ -23,7 +23,7 @@ def loss_jax(u):
 
 
 def reference(grad, u0, method, beta, eta, num_steps, v0=None):
-    """The recursion of MATH.md §1 written with u_{k-1} kept explicitly."""
+    """The recursion of docs/theory.md#methods written with u_{k-1} kept explicitly."""
     a = {"gd": 0.0, "hb": 0.0, "nag": beta}[method]
     u = np.array(u0, dtype=np.float64)
     u_prev = u.copy() if v0 is None else u - np.asarray(v0)

@@ -29,7 +29,8 @@ def quadratic(u):
 
 
 def tall_field_matrix(row, trees, eta):
-    r"""On L = ½u·Qu only tall trees survive: F(tall_n) = (-Q)^n u, σ = 1 (MATH.md §4)."""
+    r"""On L = ½u·Qu only tall trees survive: F(tall_n) = (-Q)^n u, σ = 1
+    (docs/theory.md#quadratic-losses)."""
     A = np.zeros((2, 2))
     for c, t in zip(row, trees):
         if t.level_sequence == tuple(range(1, t.order + 1)):
@@ -101,7 +102,7 @@ def test_hbf_field_changes_at_every_grid_time():
         model, quadratic, U0, method="hb", beta=0.9, eta=ETA, num_pieces=K, table=frozen
     )
     assert np.abs(np.asarray(sol.us) - np.asarray(sol0.us)).max() > 1e-2
-    # b_k(•) = (1 - β^{k+1})/(1 - β) (MATH.md §4)
+    # b_k(•) = (1 - β^{k+1})/(1 - β) (docs/theory.md#heavy-ball-flow)
     k = np.arange(K)
     np.testing.assert_allclose(table[:, 0], (1 - 0.9 ** (k + 1)) / 0.1, rtol=1e-13)
 

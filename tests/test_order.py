@@ -55,7 +55,7 @@ def test_hbf_slopes_match_stated_order(problem, method, beta):
 @pytest.mark.parametrize("problem", list(SETTINGS))
 @pytest.mark.parametrize("method,beta", METHODS[:2])
 def test_memoryless_flows_have_order_one_from_rest(problem, method, beta):
-    # MATH.md §4, last fact: a memoryless flow started at u0 misses the transient, so it has
+    # docs/theory.md#shifted-start: a memoryless flow started at u0 misses the transient, so it has
     # O(eta) global error against iterates from rest, whatever its order.
     s = study(problem, method, beta)
     for name in MEMORYLESS:

@@ -1,7 +1,8 @@
 """Properties over random inputs (hypothesis): random quadratics, random (β, η), random k and β.
 
-On a quadratic L = ½u·Qu everything is linear (MATH.md §4): F(τ) vanishes unless τ is the tall
-tree (1, 2, …, n), where F = (−Q)^n u, so the HBF of order α on piece k is u' = A_k u with
+On a quadratic L = ½u·Qu everything is linear (docs/theory.md#quadratic-losses):
+F(τ) vanishes unless τ is the tall tree (1, 2, …, n), where F = (−Q)^n u, so the HBF of order α
+on piece k is u' = A_k u with
 A_k = Σ_n η^(n−1) b_k(tall_n) (−Q)^n, and its exact solution is the product of the matrix
 exponentials exp(η A_k).  That oracle checks the integration (to the solver tolerance) and the
 order claim (HBF of order α against the iterates from rest: error ratio 2^α when η halves at a
@@ -62,7 +63,7 @@ def method_and_beta(draw, beta_max=0.5):
 
 
 def numpy_iterates(Q, u0, method, beta, eta, num_steps):
-    """MATH.md §1 on a quadratic, from rest."""
+    """The recursion of docs/theory.md#methods on a quadratic, from rest."""
     a = beta if method == "nag" else 0.0
     u_prev, u = u0.copy(), u0.copy()
     out = [u.copy()]
@@ -162,7 +163,8 @@ def test_closed_form_equals_recurrence_with_symbolic_beta(method, k):
     beta=st.one_of(st.just(0.0), st.floats(1e-3, 0.99)),
 )
 def test_first_coefficient_is_the_geometric_sum(method, k, beta):
-    # b_k(•) = γ_k = (1 - β^(k+1))/(1 - β) (MATH.md §4), through the float64 bridge.
+    # b_k(•) = γ_k = (1 - β^(k+1))/(1 - β) (docs/theory.md#heavy-ball-flow), through the
+    # float64 bridge.
     table = hbflow.counter_terms(2, method).coefficient_table(beta, k + 1)
     gamma = (1 - beta ** (k + 1)) / (1 - beta)
     assert abs(table[k, 0] - gamma) <= 1e-12 * gamma

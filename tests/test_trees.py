@@ -60,7 +60,7 @@ def test_order_must_be_positive():
 
 
 def test_loss_notation_and_sign():
-    # F(tau) = (-1)^|tau| E(tau) for g = -grad L (MATH.md §2)
+    # F(tau) = (-1)^|tau| E(tau) for g = -grad L (docs/theory.md#trees-and-b-series)
     assert T([1]).loss_notation() == "∇L" and T([1]).sign == -1
     assert T([1, 2]).loss_notation() == "H∇L" and T([1, 2]).sign == 1
     assert T([1, 2, 3]).loss_notation() == "H²∇L" and T([1, 2, 3]).sign == -1
