@@ -94,7 +94,8 @@ def test_order_one_and_error_against_the_iterates(method):
         n = round(horizon / eta)
         ts = np.arange(n + 1) * eta
         exact = ks_exact(PAPER_MASS[method](beta), beta, eta, ts)
-        errors.append(np.linalg.norm(exact - iterates_from_rest(method, beta, eta, n), axis=1).max())
+        distance = np.linalg.norm(exact - iterates_from_rest(method, beta, eta, n), axis=1)
+        errors.append(distance.max())
     slope = np.polyfit(np.log(etas), np.log(errors), 1)[0]
     assert abs(slope - 1) < 0.12, (slope, errors)
     ks2 = study.models["ks2"]
