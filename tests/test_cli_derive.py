@@ -66,7 +66,8 @@ def test_text_reads_like_an_equation(capsys):
 def test_latex_steady_state(capsys):
     code, out, _ = run(capsys, "derive", "--order", "2", "--steady-state", "--format", "latex")
     assert code == 0 and out.startswith(r"\begin{align*}") and r"H\,\nabla L" in out
-    assert r"\frac{\beta + 1}{2 (1 - \beta)^{3}}" in out
+    # -(1+beta)/(2(1-beta)^3) on H grad L: the gradient-norm penalty, sign included (docs/theory.md#heavy-ball-flow)
+    assert r"\Big[- \frac{\beta + 1}{2 (1 - \beta)^{3}}\Big] H\,\nabla L" in out
 
 
 @pytest.mark.parametrize(
@@ -100,8 +101,9 @@ def test_console_entry_point_in_a_subprocess():
 
 def test_latex_names_the_piece(capsys):
     code, out, _ = run(capsys, "derive", "--order", "2", "--k", "0", "--format", "latex")
-    # piece 0 of heavy ball is one explicit Euler step: -∇L + (η/2) H∇L  (HLW IX.1)
-    assert code == 0 and r"\dot u = f_{0}(u)" in out and r"\frac{1}{2}" in out
+    # piece 0 of heavy ball is one explicit Euler step: -∇L - (η/2) H∇L  (HLW IX.1)
+    assert code == 0 and r"\dot u = f_{0}(u)" in out
+    assert r"\Big[-1\Big] \nabla L" in out and r"\Big[- \frac{1}{2}\Big] H\,\nabla L" in out
 
 
 @pytest.mark.parametrize("method", ["hb", "nag"])

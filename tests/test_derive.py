@@ -29,8 +29,10 @@ def test_leading_coefficient_is_gamma_k(ct5):
 
 
 def test_closed_form_equals_per_k_recurrence(ct5):
-    # Two independent constructions: the exponential polynomial in a symbolic k, and the
-    # recurrence of the theory document run for each k = 0..10, exact rational functions of beta.
+    # Two constructions: the exponential polynomial in a symbolic k, and the recurrence of the
+    # theory document run for each k = 0..10, exact rational functions of beta.  Both take the log
+    # of a composition with the same Character, compose, inverse and log, so a bug there passes
+    # this test; tests/test_independent_log.py checks the closed form without that code.
     per_k = coefficients_up_to(5, 10, method=ct5.method, as_sympy=False)
     for kk, values in enumerate(per_k):
         assert ct5.at(kk, as_sympy=False) == values, f"k = {kk}"
@@ -108,7 +110,7 @@ def test_steady_state_is_the_limit_and_matches_first_order_modified_loss(ct5):
         assert sympy.simplify(ct5.steady_state(T([1])) - 1 / (1 - beta)) == 0
         expected = -(1 + beta) / (2 * (1 - beta) ** 3)
         assert sympy.simplify(ct5.steady_state(T([1, 2])) - expected) == 0
-    # The steady state is the k -> oo limit of the per-k recurrence (independent construction):
+    # The steady state is the k -> oo limit of the per-k recurrence (the second construction):
     b = Fraction(1, 3)
     late = coefficients_at(5, 60, method=ct5.method, beta=b, as_sympy=False)
     for t in ct5.trees:

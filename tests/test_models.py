@@ -42,7 +42,14 @@ def exact(model, method, beta, eta, num_pieces):
     """u(t_k), k = 0..K, by matrix exponentials, piece by piece."""
     table = model.coefficients(method, beta, num_pieces)
     if isinstance(model, (KovachkiStuartODE, MomentumGradientFlow)):
-        m = eta * table[0, 0]
+        # The mass from the papers, not from the model: Kovachki & Stuart (2021) eta (1+beta)/2
+        # for HB and eta (1-beta+2beta^2)/2 for NAG; Papazov et al. (2024) eta, in the time k eta.
+        if isinstance(model, MomentumGradientFlow):
+            m = eta
+        elif method == "nag":
+            m = eta * (1 - beta + 2 * beta**2) / 2
+        else:
+            m = eta * (1 + beta) / 2
         A = np.block(
             [[np.zeros((2, 2)), np.eye(2)], [-np.asarray(Q) / m, -(1 - beta) / m * np.eye(2)]]
         )
