@@ -10,19 +10,24 @@ Normalisation: the field on piece $k$ is
 $f_k = \sum_\tau \eta^{|\tau|-1} \frac{b_k(\tau)}{\sigma(\tau)} F(\tau)$
 with $F(\bullet) = -\nabla L$.
 
-Derivations are cached in versioned JSON files: first the files shipped in ``hbflow/_data``
-(written by ``derivations/counter_terms.py``), then a user cache directory (``$HBFLOW_CACHE_DIR``,
-default ``~/.cache/hbflow``).  A file written by another version of the derivation code, or a
-damaged one, is ignored with a warning and the result derived again.
+Derivations are cached in versioned JSON files (plain or gzip-compressed): first the files
+shipped in ``hbflow/_data`` (written by ``derivations/counter_terms.py``), then a user cache
+directory (``$HBFLOW_CACHE_DIR``; unset or empty, ``~/.cache/hbflow``).  Each file carries the
+version of the derivation code that wrote it and a SHA-256 checksum of its contents.  A file of
+another version, a damaged or edited one (any changed digit), or one of the wrong shape is ignored
+with a warning and the result derived again — in memory only, when the cache directory cannot be
+written.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 import math
 import os
+import tempfile
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -63,7 +68,7 @@ def _source_hash() -> str:
 
 
 DERIVATION_VERSION = _source_hash()
-_FORMAT = "hbflow-counter-terms/1"
+_FORMAT = "hbflow-counter-terms/2"
 _PACKAGE_DATA = Path(__file__).parent / "_data"
 
 
@@ -244,7 +249,8 @@ class CounterTerms:
     # --- serialisation ------------------------------------------------------------------------
 
     def to_data(self) -> dict:
-        return {
+        """The JSON object of a cache file, with the SHA-256 `checksum` of its contents."""
+        data = {
             "format": _FORMAT,
             "derivation_version": DERIVATION_VERSION,
             "method": self.method,
@@ -257,9 +263,17 @@ class CounterTerms:
                 for t in self.trees
             ],
         }
+        data["checksum"] = _checksum(data)
+        return data
 
     @classmethod
     def from_data(cls, data: dict) -> CounterTerms:
+        """Rebuild from `to_data`'s object after checking format, version and checksum.
+
+        **Raises:** `ValueError` for anything else, including a single edited number.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"not a counter-terms file (a JSON {type(data).__name__})")
         if data.get("format") != _FORMAT:
             raise ValueError(f"not a counter-terms file (format {data.get('format')!r})")
         if data.get("derivation_version") != DERIVATION_VERSION:
@@ -267,6 +281,8 @@ class CounterTerms:
                 f"written by derivation version {data.get('derivation_version')!r}, "
                 f"this code is {DERIVATION_VERSION!r}"
             )
+        if data.get("checksum") != _checksum(data):
+            raise ValueError("checksum mismatch: the file was edited or damaged")
         terms = {}
         for entry in data["trees"]:
             tree = Tree.from_level_sequence(entry["tree"])
@@ -312,43 +328,102 @@ def derive_counter_terms(order: int, method: str) -> CounterTerms:
 
 
 def cache_dirs() -> list[Path]:
-    user = Path(os.environ.get("HBFLOW_CACHE_DIR", Path.home() / ".cache" / "hbflow"))
-    return [_PACKAGE_DATA, user]
+    """The directories searched for cache files: the shipped data, then the user cache.
+
+    ``$HBFLOW_CACHE_DIR`` names the user cache; unset or empty, it is ``~/.cache/hbflow``.
+    """
+    user = os.environ.get("HBFLOW_CACHE_DIR") or str(Path.home() / ".cache" / "hbflow")
+    return [_PACKAGE_DATA, Path(user)]
 
 
-def cache_filename(method: str, order: int) -> str:
-    return f"counter_terms_{method}_order{order}.json"
+def cache_filename(method: str, order: int, *, compressed: bool = False) -> str:
+    return f"counter_terms_{method}_order{order}.json" + (".gz" if compressed else "")
 
 
-def write_cache(ct: CounterTerms, directory: Path) -> Path:
+def _checksum(data: dict) -> str:
+    """SHA-256 of the canonical JSON of everything in a cache file but the checksum itself."""
+    payload = {key: value for key, value in data.items() if key != "checksum"}
+    text = json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_cache(ct: CounterTerms, directory: Path, *, compressed: bool = False) -> Path:
+    """Write `ct` to `directory` (gzip-compressed if asked), atomically.
+
+    Each writer writes its own temporary file and renames it over the target, so concurrent
+    writers never see or clobber one another's partial files.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / cache_filename(ct.method, ct.order)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ct.to_data(), separators=(",", ":")))
-    tmp.replace(path)
+    path = directory / cache_filename(ct.method, ct.order, compressed=compressed)
+    raw = json.dumps(ct.to_data(), separators=(",", ":")).encode()
+    if compressed:
+        raw = gzip.compress(raw, compresslevel=9, mtime=0)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def read_cache(path: Path) -> CounterTerms:
+    """Load one cache file, verifying its format, derivation version and checksum.
+
+    **Raises:** `ValueError` (or `OSError`) for a file that is damaged, edited, of another
+    version or of the wrong shape.
+    """
+    raw = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ValueError(f"not a gzip file ({err})") from None
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"not JSON ({err})") from None
+    try:
+        ct = CounterTerms.from_data(data)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise ValueError(f"malformed counter-terms data ({type(err).__name__}: {err})") from None
+    return ct
+
+
+def _cache_files(directory: Path, method: str):
+    """``(order, path)`` of the cache files of `method` in `directory`, plain before gzip."""
+    found = []
+    for pattern in (f"counter_terms_{method}_order*.json", f"counter_terms_{method}_order*.json.gz"):
+        for path in directory.glob(pattern):
+            stem = path.name.removesuffix(".gz").removesuffix(".json")
+            try:
+                found.append((int(stem.rsplit("order", 1)[1]), path.name.endswith(".gz"), path))
+            except ValueError:
+                continue
+    return [(order, path) for order, _, path in sorted(found)]
 
 
 def _load_from_caches(order: int, method: str) -> CounterTerms | None:
     for directory in cache_dirs():
         if not directory.is_dir():
             continue
-        for path in sorted(directory.glob(f"counter_terms_{method}_order*.json")):
-            try:
-                stored_order = int(path.stem.rsplit("order", 1)[1])
-            except ValueError:
-                continue
+        for stored_order, path in _cache_files(directory, method):
             if stored_order < order:
                 continue
             try:
-                ct = CounterTerms.from_data(json.loads(path.read_text()))
+                ct = read_cache(path)
                 if ct.method != method or ct.order != stored_order:
                     raise ValueError("file name and contents disagree")
-            except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+            except (OSError, ValueError) as err:
                 removed = ""
                 if directory != _PACKAGE_DATA:
-                    path.unlink(missing_ok=True)  # regenerated below, at the order asked for
-                    removed = " (removed)"
+                    try:
+                        path.unlink(missing_ok=True)  # regenerated below, at the order asked for
+                        removed = " (removed)"
+                    except OSError:  # a read-only cache: derive in memory, leave the file
+                        removed = " (could not remove it)"
                 warnings.warn(
                     f"ignoring counter-terms cache {path}{removed}: {err}; deriving again",
                     RuntimeWarning,
