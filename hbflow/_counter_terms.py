@@ -32,9 +32,9 @@ import warnings
 from fractions import Fraction
 from pathlib import Path
 
-import mpmath
 import numpy as np
 import sympy
+from flint import arb, arb_mat, ctx, fmpq, fmpz_poly
 from sympy.polys.domains import QQ
 
 from . import _bseries, _derive, _exppoly, _trees
@@ -176,12 +176,18 @@ class CounterTerms:
         The closed form cancels catastrophically in float64 when β is near 1 and $k$ is small:
         $c_{j,m}(\beta)$ has poles $(1-\beta)^{-(2|\tau|-1)}$ that cancel between the $j$.  Each
         entry is therefore evaluated from the exact $c_{j,m}$ at the exact binary value of `beta`
-        in extended precision (enough digits for the largest term, plus 30) — in exact rationals
-        where even that loses too much, as for a coefficient that is exactly zero — and rounded
-        once.
-        Once every transient term is below $2^{-64}$ of the steady state, the steady state is used.
+        in ball arithmetic (Arb, through python-flint: every result is an interval certain to
+        hold the exact value), and rounded once: an entry whose ball lies inside the rounding
+        interval of one float64 is that float64, with certainty; an entry the ball cannot decide
+        (an exact zero, such as $b_0([\bullet,\bullet,\bullet]) = 0$, or a value next to a tie)
+        is computed in exact rationals and rounded.  Beyond the piece $K$ where every transient
+        term is below $2^{-64}$ of the steady state, the entries are the steady state rounded
+        once, after checking with a rigorous bound on the whole tail $k \ge K$ that it rounds
+        to the same float64.  The table therefore equals the correctly rounded exact values.
 
         **Returns:** an array of shape ``(num_pieces, len(self.trees))``.
+
+        **Raises:** `ValueError` for `num_pieces` < 1 or β outside the method's range.
         """
         if isinstance(num_pieces, bool) or not isinstance(num_pieces, int) or num_pieces < 1:
             raise ValueError(f"num_pieces must be an integer >= 1, got {num_pieces!r}")
@@ -189,56 +195,16 @@ class CounterTerms:
         if exact_beta == 0 and self.method != "gd":
             # beta = 0 makes hb and nag gradient descent; the closed form would need 0**0 = 1.
             return counter_terms(self.order, "gd").coefficient_table(0.0, num_pieces)
-        table = np.empty((num_pieces, len(self.trees)))
-        ks = np.arange(num_pieces, dtype=float)
-        log_k = np.log(np.maximum(ks, 1.0))
-        for i, tree in enumerate(self.trees):
-            terms = {jm: c(exact_beta) for jm, c in self._terms[tree].items()}
-            steady = terms.pop((0, 0), Fraction(0))
-            transient = {jm: c for jm, c in terms.items() if c != 0}
-            table[:, i] = float(steady)
-            if not transient:
-                continue
-            # log of each transient term |c| k^m beta^(jk), to find where they stop mattering
-            log_terms = np.array(
-                [_log(c) + m * log_k + j * ks * _log(exact_beta) for (j, m), c in transient.items()]
-            )
-            log_bound = math.log(len(transient)) + log_terms.max(axis=0)
-            threshold = (_log(steady) if steady else 0.0) - 64 * math.log(2)
-            still_transient = np.nonzero(log_bound >= threshold)[0]
-            exact_until = int(still_transient.max()) + 1 if still_transient.size else 0
-            if exact_until == 0:
-                continue
-            digits = 30 + max(0, math.ceil(log_terms[:, :exact_until].max() / math.log(10)))
-            with mpmath.workdps(digits):
-                b = mpmath.mpf(exact_beta.numerator) / exact_beta.denominator
-                by_j: dict[int, dict[int, mpmath.mpf]] = {}
-                for (j, m), c in transient.items():
-                    by_j.setdefault(j, {})[m] = mpmath.mpf(c.numerator) / c.denominator
-                step = {j: b**j for j in by_j}
-                power = {j: mpmath.mpf(1) for j in by_j}
-                base = mpmath.mpf(steady.numerator) / steady.denominator
-                # Below this size the sum has lost more digits than the working precision
-                # carries (an exact zero, e.g. b_0([•,•,•]) = 0): redo that entry in rationals.
-                trust = mpmath.mpf(10) ** (20 - digits)
-                for k in range(exact_until):
-                    total = base
-                    for j, poly in by_j.items():
-                        total += _poly_at(poly, k) * power[j]
-                        power[j] *= step[j]
-                    if abs(total) <= trust * mpmath.exp(log_terms[:, k].max()):
-                        total = steady + sum(
-                            c * k**m * exact_beta ** (j * k) for (j, m), c in transient.items()
-                        )
-                    table[k, i] = float(total)
-        return table
+        return _certified_table(self._terms, self.trees, exact_beta, num_pieces)
 
     def steady_state_values(self, beta: float) -> np.ndarray:
         r"""$b_\infty(\tau_i)$ at the exact binary value of `beta`, rounded once to float64."""
-        exact_beta = self._float_beta(beta)
+        exact_beta = fmpq(*Fraction(self._float_beta(beta)).as_integer_ratio())
         return np.array(
             [
-                float(self._terms[t].get((0, 0), RationalFunction((0,), (1,)))(exact_beta))
+                _to_float(_value_at(self._terms[t][(0, 0)], exact_beta))
+                if (0, 0) in self._terms[t]
+                else 0.0
                 for t in self.trees
             ]
         )
@@ -293,16 +259,146 @@ class CounterTerms:
         return cls(data["method"], int(data["order"]), terms)
 
 
-def _log(x: Fraction) -> float:
-    """log|x| of an exact rational, also where float(x) would underflow or overflow."""
-    return math.log(abs(x.numerator)) - math.log(x.denominator)
+def _value_at(c: RationalFunction, beta: fmpq) -> fmpq:
+    """The exact value of `c` at a rational β (FLINT evaluates both polynomials exactly)."""
+    return fmpz_poly(list(c.num))(beta) / fmpz_poly(list(c.den))(beta)
 
 
-def _poly_at(poly: dict, k: int):
-    out = 0
-    for m, c in poly.items():
-        out += c * k**m
-    return out
+def _to_float(x: fmpq) -> float:
+    """The float64 nearest to an exact rational (round half to even, as ``float(Fraction)``)."""
+    return float(Fraction(int(x.p), int(x.q)))
+
+
+def _log_abs(x: fmpq) -> float:
+    """log|x| of a nonzero exact rational, also where float(x) would underflow or overflow."""
+    return math.log(abs(int(x.p))) - math.log(int(x.q))
+
+
+def _decides(ball: arb) -> float | None:
+    """The float64 every point of `ball` rounds to, or ``None`` if they do not all agree.
+
+    ``float`` of an exact arb is round-to-nearest, which is monotone: if both ends of the ball
+    round to the same float64, so does every point between them (comparing signs too: a ball
+    around 0 may round to -0.0 at one end and 0.0 at the other)."""
+    low, high = float(ball.lower()), float(ball.upper())
+    if low == high and math.copysign(1, low) == math.copysign(1, high) and math.isfinite(low):
+        return low
+    return None
+
+
+def _certified_table(terms, trees, exact_beta: Fraction, num_pieces: int) -> np.ndarray:
+    r"""The correctly rounded $b_k(\tau)$, $0 \le k <$ `num_pieces`; see `coefficient_table`."""
+    beta_q = fmpq(exact_beta.numerator, exact_beta.denominator)
+    log_beta = _log_abs(beta_q) if exact_beta else -math.inf
+    table = np.empty((num_pieces, len(trees)))
+    columns = []  # (tree index, steady, {(j, m): c}) of the trees with a transient
+    for i, tree in enumerate(trees):
+        values = {jm: _value_at(c, beta_q) for jm, c in terms[tree].items()}
+        steady = values.pop((0, 0), fmpq(0))
+        transient = {jm: c for jm, c in values.items() if c != 0}
+        table[:, i] = _to_float(steady)
+        if transient:
+            columns.append((i, steady, transient))
+    if not columns:
+        return table
+    rows = _transient_rows(columns, beta_q, log_beta, num_pieces)
+    pairs = sorted({jm for _, _, transient in columns for jm in transient} | {(0, 0)})
+    # Working precision: the largest term (the cancellation to undo) plus 128 bits.
+    log_terms = [
+        _log_abs(c) + m * math.log(max(rows - 1, 1)) + min(0.0, j * log_beta * (rows - 1))
+        for _, _, transient in columns
+        for (j, m), c in transient.items()
+    ]
+    prec = 128 + max(0, math.ceil(max(log_terms) / math.log(2)))
+    old_prec = ctx.prec
+    ctx.prec = prec
+    try:
+        b = arb(beta_q)
+        step = {j: b**j for j in {j for j, _ in pairs}}
+        power = dict.fromkeys(step, arb(1))
+        basis = []  # basis[k][p] = k^m beta^(jk) for pairs[p] = (j, m)
+        for k in range(rows):
+            basis.append([power[j] * k**m if m else power[j] for j, m in pairs])
+            for j in power:
+                power[j] = power[j] * step[j]
+        coeffs = [
+            [arb(steady) if jm == (0, 0) else arb(t.get(jm, 0)) for _, steady, t in columns]
+            for jm in pairs
+        ]
+        values = (arb_mat(basis) * arb_mat(coeffs)).entries()
+        width = len(columns)
+        for col, (i, steady, transient) in enumerate(columns):
+            for k in range(rows):
+                value = _decides(values[k * width + col])
+                if value is None:  # an exact zero or a near-tie: decide in exact rationals
+                    exact = steady + sum(
+                        c * k**m * beta_q ** (j * k) for (j, m), c in transient.items()
+                    )
+                    value = _to_float(exact)
+                table[k, i] = value
+    finally:
+        ctx.prec = old_prec
+    return table
+
+
+def _transient_rows(columns, beta: fmpq, log_beta: float, num_pieces: int) -> int:
+    r"""The number $K$ of pieces computed term by term; from $K$ on the steady state is exact.
+
+    $K$ is the first piece where every transient term $|c_{j,m}| k^m \beta^{jk}$ is below
+    $2^{-64}$ of the steady state and decreasing in $k$ (for $k > m / (j \log(1/\beta))$).  The
+    tail is then checked rigorously: the sum of the terms at $K$ bounds it for all $k \ge K$, and
+    the steady state plus or minus that bound must round to one float64; if not, $K$ doubles.
+    """
+    if log_beta == -math.inf:
+        return 1  # beta = 0: beta^(jk) = 0 for k >= 1, so from k = 1 on only the steady state
+    monotone = max(m / (j * -log_beta) for _, _, t in columns for (j, m) in t)
+    threshold = [
+        (_log_abs(steady) if steady else 0.0) - 64 * math.log(2) - math.log(len(t))
+        for _, steady, t in columns
+    ]
+
+    def small_at(k: int) -> bool:
+        return all(
+            _log_abs(c) + m * math.log(max(k, 1)) + j * k * log_beta < limit
+            for (_, _, t), limit in zip(columns, threshold)
+            for (j, m), c in t.items()
+        )
+
+    rows = max(1, math.ceil(monotone) + 1)
+    while rows < num_pieces and not small_at(rows):
+        rows *= 2
+    if rows >= num_pieces:
+        return num_pieces
+    low, high = max(1, rows // 2, math.ceil(monotone) + 1), rows
+    while low < high:
+        mid = (low + high) // 2
+        if small_at(mid):
+            high = mid
+        else:
+            low = mid + 1
+    rows = low
+    while rows < num_pieces and not _tail_rounds_to_steady(columns, beta, rows):
+        rows *= 2
+    return min(rows, num_pieces)
+
+
+def _tail_rounds_to_steady(columns, beta: fmpq, k: int) -> bool:
+    """Whether steady ± (sum of the transient terms at `k`) rounds to float(steady) in every
+    column; with the terms decreasing from `k` on, that covers every later piece."""
+    old_prec = ctx.prec
+    ctx.prec = 128
+    try:
+        b = arb(beta)
+        for _, steady, transient in columns:
+            bound = arb(0)
+            for (j, m), c in transient.items():
+                bound += abs(arb(c)) * arb(k) ** m * b ** (j * k)
+            ball = arb(steady) + arb(0, bound.abs_upper())
+            if _decides(ball) != _to_float(steady):
+                return False
+        return True
+    finally:
+        ctx.prec = old_prec
 
 
 def derive_counter_terms(order: int, method: str) -> CounterTerms:
@@ -395,7 +491,10 @@ def read_cache(path: Path) -> CounterTerms:
 def _cache_files(directory: Path, method: str):
     """``(order, path)`` of the cache files of `method` in `directory`, plain before gzip."""
     found = []
-    for pattern in (f"counter_terms_{method}_order*.json", f"counter_terms_{method}_order*.json.gz"):
+    for pattern in (
+        f"counter_terms_{method}_order*.json",
+        f"counter_terms_{method}_order*.json.gz",
+    ):
         for path in directory.glob(pattern):
             stem = path.name.removesuffix(".gz").removesuffix(".json")
             try:
