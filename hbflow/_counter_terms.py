@@ -27,7 +27,9 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
+import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -303,11 +305,12 @@ def _certified_table(terms, trees, exact_beta: Fraction, num_pieces: int) -> np.
         return table
     rows = _transient_rows(columns, beta_q, log_beta, num_pieces)
     pairs = sorted({jm for _, _, transient in columns for jm in transient} | {(0, 0)})
-    # Working precision: the largest term (the cancellation to undo) plus 128 bits.
+    # Working precision: a bound on the largest term |c| k^m beta^(jk) <= |c| k^m (the
+    # cancellation to undo) plus 128 bits.
     log_terms = [
-        _log_abs(c) + m * math.log(max(rows - 1, 1)) + min(0.0, j * log_beta * (rows - 1))
+        _log_abs(c) + m * math.log(max(rows - 1, 1))
         for _, _, transient in columns
-        for (j, m), c in transient.items()
+        for (_, m), c in transient.items()
     ]
     prec = 128 + max(0, math.ceil(max(log_terms) / math.log(2)))
     old_prec = ctx.prec
@@ -401,17 +404,23 @@ def _tail_rounds_to_steady(columns, beta: fmpq, k: int) -> bool:
         ctx.prec = old_prec
 
 
-def derive_counter_terms(order: int, method: str) -> CounterTerms:
-    """Derive without any cache: the closed form for hb/nag, the Euler character for gd."""
+def derive_counter_terms(order: int, method: str, *, progress=None) -> CounterTerms:
+    """Derive without any cache: the closed form for hb/nag, the Euler character for gd.
+
+    `progress`: report each stage on stderr once the derivation has run for a second (``True``),
+    never (``False``), or when stderr is a terminal (``None``).
+    """
     check_order(order)
     check_method(method)
+    report = _DeriveProgress(method, order, progress)
     if method == "gd":
         values = _derive.coefficients_at(order, 0, method="gd")
         terms = {
             t: {(0, 0): RationalFunction.from_frac(sympy.QQ.convert(v))} for t, v in values.items()
         }
         return CounterTerms("gd", order, terms)
-    closed, ring = _derive.closed_form_characters(order, method)
+    closed, ring = _derive.closed_form_characters(order, method, report)
+    report("exact coefficients")
     terms = {
         tree: {
             (j, m): RationalFunction.from_frac(c)
@@ -420,7 +429,47 @@ def derive_counter_terms(order: int, method: str) -> CounterTerms:
         }
         for tree, parts in closed.items()
     }
+    report.done()
     return CounterTerms(method, order, terms)
+
+
+#: Progress lines start once a derivation or a rendering has run this long (seconds).
+PROGRESS_AFTER_S = 1.0
+
+
+class _DeriveProgress:
+    """Stage lines on stderr, ``hbflow: deriving hb order 9: … (12.3 s)``, once a derivation has
+    taken more than a second; silent for quick ones and when not enabled."""
+
+    def __init__(self, method: str, order: int, enabled):
+        self.name = f"{method} order {order}"
+        self.enabled = _stderr_is_terminal() if enabled is None else bool(enabled)
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, stage: str) -> None:
+        self._print(stage)
+
+    def done(self) -> None:
+        if self.shown:
+            self._print("done")
+
+    def _print(self, stage: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        if self.enabled and elapsed >= PROGRESS_AFTER_S:
+            self.shown = True
+            print(
+                f"hbflow: deriving {self.name}: {stage} ({elapsed:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
 
 
 def cache_dirs() -> list[Path]:
@@ -533,7 +582,9 @@ def _load_from_caches(order: int, method: str) -> CounterTerms | None:
     return None
 
 
-def counter_terms(order: int, method: str = "hb", *, use_cache: bool = True) -> CounterTerms:
+def counter_terms(
+    order: int, method: str = "hb", *, use_cache: bool = True, progress: bool | None = None
+) -> CounterTerms:
     r"""The exact counter terms $b_k(\tau)$, $|\tau| \le$ `order`, of `method`.
 
     **Arguments:**
@@ -541,6 +592,8 @@ def counter_terms(order: int, method: str = "hb", *, use_cache: bool = True) -> 
     - `order`: an integer $\ge 1$; the HBF of order $\alpha$ needs `order` $= \alpha$.
     - `method`: ``"hb"`` (heavy ball), ``"nag"`` (Nesterov) or ``"gd"`` (gradient descent).
     - `use_cache`: load from and save to the cache files (see module docstring).
+    - `progress`: when the terms must be derived, report the stages on stderr once it has
+      taken a second: ``True``, ``False``, or ``None`` (default) for "when stderr is a terminal".
 
     **Returns:** a `CounterTerms`.
 
@@ -548,7 +601,16 @@ def counter_terms(order: int, method: str = "hb", *, use_cache: bool = True) -> 
     """
     check_order(order)
     check_method(method)
-    return _counter_terms(order, method, bool(use_cache))
+    global _progress
+    _progress = progress
+    try:
+        return _counter_terms(order, method, bool(use_cache))
+    finally:
+        _progress = None
+
+
+# How a derivation triggered by `counter_terms` reports progress; not part of the memo key.
+_progress: bool | None = None
 
 
 @functools.cache
@@ -557,7 +619,7 @@ def _counter_terms(order: int, method: str, use_cache: bool) -> CounterTerms:
         ct = _load_from_caches(order, method)
         if ct is not None:
             return ct
-    ct = derive_counter_terms(order, method)
+    ct = derive_counter_terms(order, method, progress=_progress)
     if use_cache:
         try:
             write_cache(ct, cache_dirs()[-1])
