@@ -507,6 +507,7 @@ def write_cache(ct: CounterTerms, directory: Path, *, compressed: bool = False) 
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(raw)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache file is ordinary data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

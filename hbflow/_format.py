@@ -239,19 +239,18 @@ class _Style:
         return " ".join(parts)
 
     def term(self, c: _Product, m: int) -> tuple[str, bool]:
-        """``c·k^m`` inside a sum, as ``(magnitude string, negative)``; a lone polynomial
-        coefficient of k^0 is written out, its terms joining the sum."""
+        """``c·k^m`` inside a sum, as ``(magnitude string, negative)``; a coefficient of k^0
+        that is an integer times one polynomial is written out, its terms joining the sum."""
         num = list(c.num) + ([("k", None, m)] if m else [])
         if (
             not m
-            and c.p == 1
             and c.q == 1
             and not c.den
             and len(num) == 1
             and num[0][0] == "poly"
             and num[0][2] == 1
         ):
-            s = self.polynomial(c.sign * num[0][1], self.beta)
+            s = self.polynomial(c.sign * c.p * num[0][1], self.beta)
             negative = s.startswith("-")
             return (s.lstrip("- ") if negative else s), negative
         return self.magnitude(_Product(1, c.p, c.q, num, c.den)), c.sign < 0

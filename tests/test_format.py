@@ -5,6 +5,7 @@ back (sympy's `sympify`, or its LaTeX parser) to the expression of the sympy pat
 (`CounterTerms.closed_form`, `.steady_state`, `.at`), for every tree up to order 6.
 """
 
+import functools
 from fractions import Fraction
 
 import pytest
@@ -31,6 +32,17 @@ def _same(new, old, ks=KS, betas=BETAS):
     return _values(new, ks, betas) == _values(old, ks, betas)
 
 
+@functools.cache
+def _sympy_path(method: str, tree, view: str, beta_value=None):
+    """Today's sympy expressions, computed once per module run (they are slow)."""
+    ct = counter_terms(6, method)
+    if view == "closed":
+        return ct.closed_form(tree, beta_value)
+    if view == "steady":
+        return ct.steady_state(tree)
+    return ct.at(int(view), beta_value)[tree]
+
+
 @pytest.fixture(scope="module", params=["hb", "nag", "gd"])
 def ct6(request):
     return counter_terms(6, request.param)
@@ -42,24 +54,24 @@ def test_json_strings_are_the_sympy_path_expressions(ct6):
     steady = to_json_data(ct6, steady_state=True)["terms"]
     for i, tree in enumerate(ct6.trees):
         new_closed = sympy.sympify(closed[i]["coefficient"], locals=LOCALS)
-        assert _same(new_closed, ct6.closed_form(tree)), tree
+        assert _same(new_closed, _sympy_path(ct6.method, tree, "closed")), tree
         new_at = sympy.sympify(per_k[i]["coefficient"], locals=LOCALS)
-        assert sympy.cancel(new_at - ct6.at(4)[tree]) == 0, tree
+        assert sympy.cancel(new_at - _sympy_path(ct6.method, tree, "4")) == 0, tree
         for entry in (closed[i], steady[i]):
             new_steady = sympy.sympify(entry["steady_state"], locals=LOCALS)
-            assert sympy.cancel(new_steady - ct6.steady_state(tree)) == 0, tree
+            assert sympy.cancel(new_steady - _sympy_path(ct6.method, tree, "steady")) == 0
         assert steady[i]["coefficient"] == steady[i]["steady_state"]
 
 
 def test_json_strings_at_a_rational_beta(ct6):
-    b = "9/10" if ct6.method != "gd" else None
+    b = sympy.Rational(9, 10) if ct6.method != "gd" else None
     closed = to_json_data(ct6, beta=b)["terms"]
     at = to_json_data(ct6, beta=b, k=7)["terms"]
     for i, tree in enumerate(ct6.trees):
         new = sympy.sympify(closed[i]["coefficient"], locals=LOCALS)
         assert new.free_symbols <= {k}
-        assert _same(new, ct6.closed_form(tree, b)), tree
-        assert sympy.Rational(at[i]["coefficient"]) == ct6.at(7, b)[tree]
+        assert _same(new, _sympy_path(ct6.method, tree, "closed", b)), tree
+        assert sympy.Rational(at[i]["coefficient"]) == _sympy_path(ct6.method, tree, "7", b)
 
 
 def _text_to_sympy(s: str) -> sympy.Expr:
@@ -85,16 +97,11 @@ def _latex_to_sympy(s: str) -> sympy.Expr:
 
 @pytest.mark.parametrize("view", ["closed", "per_k", "steady"])
 def test_text_groups_are_the_exact_coefficients(ct6, view):
-    kw = {"closed": {}, "per_k": {"k": 5}, "steady": {"steady_state": True}}[view]
+    kw = {"closed": {}, "per_k": {"k": 4}, "steady": {"steady_state": True}}[view]
     for tree in ct6.trees:
         groups = _shown(ct6, tree, k=kw.get("k"), beta=None, steady_state=view == "steady")
         shown = _displayed(groups, _text_to_sympy, _TEXT)
-        if view == "closed":
-            expected = ct6.closed_form(tree)
-        elif view == "per_k":
-            expected = ct6.at(5)[tree]
-        else:
-            expected = ct6.steady_state(tree)
+        expected = _sympy_path(ct6.method, tree, {"per_k": "4"}.get(view, view))
         assert _same(shown, tree.sign * expected / tree.sigma), (tree, view)
 
 
@@ -103,7 +110,8 @@ def test_text_groups_at_a_rational_beta(ct6):
     for tree in ct6.trees:
         groups = _shown(ct6, tree, k=None, beta=b, steady_state=False)
         shown = _displayed(groups, _text_to_sympy, _TEXT, base=b if b is not None else beta)
-        assert _same(shown, tree.sign * ct6.closed_form(tree, b) / tree.sigma), tree
+        expected = _sympy_path(ct6.method, tree, "closed", b)
+        assert _same(shown, tree.sign * expected / tree.sigma), tree
 
 
 @pytest.mark.parametrize("method", ["hb", "nag"])
