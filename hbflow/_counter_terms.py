@@ -51,7 +51,7 @@ CONVENTION = (
 def _source_hash() -> str:
     digest = hashlib.sha256()
     for module in (_trees, _bseries, _exppoly, _derive):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -199,7 +199,7 @@ class CounterTerms:
             digits = 30 + max(0, math.ceil(log_terms[:, :exact_until].max() / math.log(10)))
             with mpmath.workdps(digits):
                 b = mpmath.mpf(exact_beta.numerator) / exact_beta.denominator
-                by_j: dict[int, dict[int, mpmath.mpf]] = {}
+                by_j: dict[int, dict] = {}  # of mpmath numbers (mpmath has no annotations)
                 for (j, m), c in transient.items():
                     by_j.setdefault(j, {})[m] = mpmath.mpf(c.numerator) / c.denominator
                 step = {j: b**j for j in by_j}

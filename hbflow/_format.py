@@ -7,6 +7,8 @@ $\eta^{|\tau|-1}\,(-1)^{|\tau|}\,b_k(\tau)/\sigma(\tau)$ multiplies $E(\tau)$ (`
 
 from __future__ import annotations
 
+from typing import cast
+
 import sympy
 
 from ._counter_terms import CONVENTION, CounterTerms
@@ -21,7 +23,8 @@ ONE_MINUS_BETA = sympy.Symbol("ONE_MINUS_BETA", positive=True)
 
 
 def _pretty(expr: sympy.Expr) -> sympy.Expr:
-    return sympy.factor(expr).xreplace({BETA - 1: -ONE_MINUS_BETA})
+    # sympy's annotations give factor() the return type Basic; of an Expr it is an Expr.
+    return cast(sympy.Expr, sympy.factor(expr).xreplace({BETA - 1: -ONE_MINUS_BETA}))
 
 
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -42,7 +45,7 @@ def _shown(ct: CounterTerms, tree, *, k, beta, steady_state: bool) -> list[tuple
     b = BETA if value is None else sympy.Rational(value.numerator, value.denominator)
     groups: dict[int, sympy.Expr] = {}
     for (j, m), c in ct.exponential_terms(tree).items():
-        groups[j] = groups.get(j, 0) + scale * c.to_sympy(b) * K**m
+        groups[j] = groups.get(j, sympy.Integer(0)) + scale * c.to_sympy(b) * K**m
     return [(j, _collect_k(p)) for j, p in sorted(groups.items()) if p != 0]
 
 
