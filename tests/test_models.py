@@ -151,6 +151,7 @@ def test_stated_orders():
         assert SteadyStateFlow(alpha).order("gd", 0.0) == alpha  # no transient for GD
 
 
+@pytest.mark.usefixtures("without_runtime_type_checks")  # wrong types on purpose
 def test_names_round_trip_and_errors():
     for name in ("gf", "rgf", "ks2", "mgf", "hbf1", "hbf7", "steady2"):
         assert model_from_name(name).name == name
@@ -192,6 +193,7 @@ def test_models_are_reexported():
         ({"rtol": -1.0}, r"rtol must be a finite number > 0"),
     ],
 )
+@pytest.mark.usefixtures("without_runtime_type_checks")  # wrong types on purpose
 def test_bad_arguments(kwargs, match):
     args = dict(method="hb", beta=0.5, eta=ETA, num_pieces=3)
     args.update(kwargs)
