@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_order_parser(subparsers)
+    from ._cli_sweep import add_sweep_parser
+
+    add_sweep_parser(subparsers)
     return parser
 
 
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("order", "sweep"):
+            from ._jax_cache import enable_compilation_cache
+
+            enable_compilation_cache(False if getattr(args, "no_compilation_cache", False) else None)
         return int(args.run(args) or 0)
     except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

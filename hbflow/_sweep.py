@@ -292,14 +292,14 @@ def _batched_solver(model, loss, has_data, solver, max_steps, mesh):
         _, (xs, codes, steps) = jax.lax.scan(piece, y0, (ks, table))
         return jnp.concatenate([x0[None], xs]), codes, steps
 
-    def local(u0, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol):
+    def sweep_solve(u0, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol):
         return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, None, None, None, None))(
             u0, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol
         )
 
     b, r = PartitionSpec(_AXIS), PartitionSpec()
     sharded = jax.shard_map(
-        local,
+        sweep_solve,
         mesh=mesh,
         in_specs=(r, b, b, b, b, b, r, r, r, r),
         out_specs=(b, b, b),
@@ -329,14 +329,14 @@ def _batched_iterates(loss, has_data, num_steps, mesh):
         _, us = jax.lax.scan(step, (x0, jnp.zeros_like(x0)), None, length=num_steps)
         return jnp.concatenate([x0[None], us])
 
-    def local(u0, etas, betas, looks, idxs, data_all):
+    def sweep_iterates(u0, etas, betas, looks, idxs, data_all):
         return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, None))(
             u0, etas, betas, looks, idxs, data_all
         )
 
     b, r = PartitionSpec(_AXIS), PartitionSpec()
     sharded = jax.shard_map(
-        local,
+        sweep_iterates,
         mesh=mesh,
         in_specs=(r, b, b, b, b, r),
         out_specs=b,
