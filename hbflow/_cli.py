@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("order", "sweep"):
             from ._jax_cache import enable_compilation_cache
 
-            enable_compilation_cache(False if getattr(args, "no_compilation_cache", False) else None)
+            enable_compilation_cache(
+                False if getattr(args, "no_compilation_cache", False) else None
+            )
         return int(args.run(args) or 0)
     except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -233,7 +233,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     if result.slopes:
         print("slopes of log max error against log eta:")
-        print(f"  {'method':<6} {'beta':>8} {'horizon':>8} {'data':>4}  {'model':<8} slope  expected")
+        print(
+            f"  {'method':<6} {'beta':>8} {'horizon':>8} {'data':>4}  {'model':<8} slope  expected"
+        )
         for s in result.slopes:
             slope = "-" if math.isnan(s["slope"]) else f"{s['slope']:.2f}"
             print(

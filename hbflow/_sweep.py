@@ -224,9 +224,7 @@ def _grid(methods, betas, etas, lambdas, horizons, n_data) -> list[SweepPoint]:
                             f"beta={beta:g}) ({hint})"
                         )
                     for d in range(n_data):
-                        points.append(
-                            SweepPoint(len(points), method, beta, eta, lam, h, int(k), d)
-                        )
+                        points.append(SweepPoint(len(points), method, beta, eta, lam, h, int(k), d))
     return points
 
 
@@ -614,9 +612,10 @@ def _stack_datasets(sets: list[PyTree]) -> PyTree:
     first = jax.tree_util.tree_structure(sets[0])
     shapes = [np.shape(x) for x in jax.tree_util.tree_leaves(sets[0])]
     for i, s in enumerate(sets[1:], 1):
-        if jax.tree_util.tree_structure(s) != first or [
-            np.shape(x) for x in jax.tree_util.tree_leaves(s)
-        ] != shapes:
+        if (
+            jax.tree_util.tree_structure(s) != first
+            or [np.shape(x) for x in jax.tree_util.tree_leaves(s)] != shapes
+        ):
             raise ValueError(
                 f"datasets[{i}] must have the structure and shapes of datasets[0] "
                 f"({first}, shapes {shapes})"
@@ -747,7 +746,9 @@ def _run_chunk(
                 row["solver_error"] = float(
                     np.linalg.norm(xs[j, : k + 1] - tight[0][j, : k + 1], axis=1).max()
                 )
-    return [rows[(p.index, m.name)] for p in sorted(chunk, key=lambda q: q.index) for m in model_list]
+    return [
+        rows[(p.index, m.name)] for p in sorted(chunk, key=lambda q: q.index) for m in model_list
+    ]
 
 
 def _row(p: SweepPoint, model) -> dict:

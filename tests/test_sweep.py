@@ -39,8 +39,13 @@ def swept(tmp_path_factory):
 def studies():
     return {
         (m, b): hbflow.compare(
-            PROBLEM.loss, PROBLEM.x0, method=m, beta=b, etas=GRID["etas"],
-            horizon=GRID["horizon"], models=MODELS,
+            PROBLEM.loss,
+            PROBLEM.x0,
+            method=m,
+            beta=b,
+            etas=GRID["etas"],
+            horizon=GRID["horizon"],
+            models=MODELS,
         )
         for m in GRID["method"]
         for b in GRID["betas"]
