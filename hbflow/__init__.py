@@ -68,5 +68,5 @@ from ._jax_cache import enable_compilation_cache as enable_compilation_cache
 from ._sweep import SweepPoint as SweepPoint
 from ._sweep import SweepProgress as SweepProgress
 from ._sweep import SweepResult as SweepResult
-from ._sweep import load_results as load_results
+from ._sweep import load_sweep_results as load_sweep_results
 from ._sweep import sweep as sweep

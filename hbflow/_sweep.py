@@ -62,7 +62,7 @@ from ._methods import divergence_message
 from ._models import AbstractContinuousModel, check_method, model_from_name
 from ._validate import as_float_tree, check_count, check_positive, require_float64
 
-__all__ = ["sweep", "SweepResult", "SweepPoint", "SweepProgress", "COLUMNS", "load_results"]
+__all__ = ["sweep", "SweepResult", "SweepPoint", "SweepProgress", "COLUMNS", "load_sweep_results"]
 
 PyTree = Any
 
@@ -876,7 +876,7 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def load_results(out: str | os.PathLike) -> dict:
+def load_sweep_results(out: str | os.PathLike) -> dict:
     """Read a sweep's ``results.json`` from folder `out` (NaN for the errors of failed runs).
 
     **Returns:** the dict with keys ``manifest``, ``complete``, ``points_done``,

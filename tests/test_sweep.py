@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import hbflow
-from hbflow._sweep import load_results
+from hbflow._sweep import load_sweep_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM = hbflow.get_problem("himmelblau-scaled")
@@ -99,7 +99,7 @@ def test_every_point_equals_its_compare_run_on_four_devices(studies, tmp_path):
 
 
 def test_table_on_disk_is_the_result(swept):
-    data = load_results(swept.out)
+    data = load_sweep_results(swept.out)
     assert data["complete"] and data["points_done"] == data["points_total"] == 8
     assert data["rows"] == list(swept.rows)
     import csv

@@ -13,7 +13,7 @@ import pytest
 
 import hbflow
 from hbflow._cli import main
-from hbflow._sweep import load_results
+from hbflow._sweep import load_sweep_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM = hbflow.get_problem("himmelblau-scaled")
@@ -137,7 +137,7 @@ def test_cli_table_and_plots_match_the_api(capsys, tmp_path):
     for r, a in zip(rows, api.rows):
         assert (float(r["beta"]), float(r["eta"]), r["model"]) == (a["beta"], a["eta"], a["model"])
         assert abs(float(r["max_error"]) - a["max_error"]) < 1e-12
-    assert load_results(out)["manifest"]["loss"] == "himmelblau-scaled"
+    assert load_sweep_results(out)["manifest"]["loss"] == "himmelblau-scaled"
     for name in ("heatmap.png", "lambda.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

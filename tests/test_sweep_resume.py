@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import hbflow
-from hbflow._sweep import load_results
+from hbflow._sweep import load_sweep_results
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = dict(
@@ -53,7 +53,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == -9, done.stderr[-3000:]
-    partial = load_results(out)
+    partial = load_sweep_results(out)
     assert not partial["complete"]
     assert partial["points_done"] == 4 and partial["points_total"] == 8
     chunks = out / "chunks"
@@ -77,6 +77,6 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     whole = hbflow.sweep(problem.loss, problem.x0, out=tmp_path / "whole", **GRID)
     assert whole.computed_chunks == (0, 1, 2, 3)
     _same_rows(list(resumed.rows), list(whole.rows))
-    final = load_results(out)
+    final = load_sweep_results(out)
     assert final["complete"]
     _same_rows(final["rows"], list(whole.rows))
