@@ -7,7 +7,9 @@ evaluated with every model, giving one row of the table per point and model.
 
 How it is evaluated:
 
-- **One compilation per model for the whole grid.**  Points are a batch axis (`jax.vmap`), not a
+- **One compilation per model for the whole grid**, and one for all first-order B-series
+  models together (``hbfN``, ``steadyN``, ``gf``, ``rgf``: the highest order's field with
+  zero-padded tables).  Points (times models) are a batch axis (`jax.vmap`), not a
   Python loop.  Every point of the grid is scanned over the same number of pieces, the largest
   $K = T/\eta$ of the grid; a point with fewer pieces integrates over empty intervals beyond its
   own $K$ (they cost one masked lane), and pieces beyond the largest $K$ of a chunk are skipped
@@ -59,7 +61,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ._differentials import gradient_field
 from ._integrate import _MESSAGES, _OK, DEFAULT_ATOL, DEFAULT_RTOL, _check_solver, _result_code
 from ._methods import divergence_message
-from ._models import AbstractContinuousModel, check_method, model_from_name
+from ._models import (
+    AbstractContinuousModel,
+    GradientFlow,
+    HeavyBallFlow,
+    RescaledGradientFlow,
+    _AbstractBSeriesFlow,
+    check_method,
+    model_from_name,
+)
 from ._validate import as_float_tree, check_count, check_positive, require_float64
 
 __all__ = ["sweep", "SweepResult", "SweepPoint", "SweepProgress", "COLUMNS", "load_sweep_results"]
@@ -253,7 +263,9 @@ def _batched_solver(model, loss, has_data, solver, max_steps, mesh):
     def one(u0, eta, beta, table, num, idx, data_all, chunk_pieces, rtol, atol):
         data = _select(data_all, idx)
         g, x0, _ = gradient_field(lambda p: f(p, data), u0)
-        term = diffrax.ODETerm(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
+        # Traced once: diffrax evaluates the field at every stage of the solver (and more).
+        field = jax.jit(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
+        term = diffrax.ODETerm(field)
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
         y0 = model.initial_state(g, x0)
 
@@ -543,7 +555,6 @@ def sweep(
 
     devices = jax.devices()
     mesh = Mesh(np.array(devices), (_AXIS,))
-    batch = -(-min(chunk_size, len(points)) // len(devices)) * len(devices)
     max_pieces = max(p.num_steps for p in points)
     tables = _TableCache(max_pieces)
 
@@ -558,7 +569,7 @@ def sweep(
         else:
             chunk_rows = _run_chunk(
                 chunk,
-                batch=batch,
+                points_per_chunk=min(chunk_size, len(points)),
                 max_pieces=max_pieces,
                 mesh=mesh,
                 loss=loss,
@@ -632,6 +643,18 @@ def _check_loss(loss, u0, data, has_data) -> None:
         check_loss(loss, u0, name="u0")
 
 
+_SERIES = (_AbstractBSeriesFlow, GradientFlow, RescaledGradientFlow)
+
+
+def _series_table(model, method: str, beta: float, num_pieces: int) -> np.ndarray:
+    """`model.coefficients`, and for ``gf``/``rgf`` their field as the one-tree B-series."""
+    if isinstance(model, GradientFlow):
+        return np.ones((num_pieces, 1))
+    if isinstance(model, RescaledGradientFlow):
+        return np.full((num_pieces, 1), 1.0 / (1.0 - beta))
+    return model.coefficients(method, beta, num_pieces)
+
+
 class _TableCache:
     """Each model's coefficient table per (method, β), computed once for the longest run."""
 
@@ -642,17 +665,39 @@ class _TableCache:
     def get(self, model, method: str, beta: float) -> np.ndarray:
         key = (model, method, beta)
         if key not in self._tables:
-            table = np.asarray(model.coefficients(method, beta, self.max_pieces), np.float64)
+            table = np.asarray(_series_table(model, method, beta, self.max_pieces), np.float64)
             if not np.all(np.isfinite(table)):
                 raise ValueError(f"table of model {model.name} has non-finite entries")
             self._tables[key] = table
         return self._tables[key]
 
 
+def _groups(model_list) -> list[tuple[AbstractContinuousModel, list]]:
+    r"""The models that share one compiled solve, each group with the model that solves it.
+
+    Every first-order model that is a B-series field (``hbfN``, ``steadyN``, and ``gf``,
+    ``rgf`` with the one-tree table $1$, $1/(1-\beta)$) runs with the field of the highest
+    order among them and its own table padded by zero columns (trees are ordered by order, so
+    a lower order's trees are a prefix): one compilation for all of them, and the same
+    numbers, since a zero weight adds an exact zero.  Every other model is solved on its own.
+    """
+    series = [m for m in model_list if isinstance(m, _SERIES)]
+    groups: list[tuple[AbstractContinuousModel, list]] = []
+    if series:
+        alpha = max(int(getattr(m, "alpha", 1)) for m in series)
+        groups.append((HeavyBallFlow(alpha), series))
+    groups += [(m, [m]) for m in model_list if not isinstance(m, _SERIES)]
+    return groups
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
 def _run_chunk(
     chunk,
     *,
-    batch,
+    points_per_chunk,
     max_pieces,
     mesh,
     loss,
@@ -668,48 +713,60 @@ def _run_chunk(
     max_steps,
     solver_check,
 ) -> list[dict]:
-    padded = chunk + [chunk[0]] * (batch - len(chunk))
+    ndev = mesh.devices.size
     b = NamedSharding(mesh, PartitionSpec(_AXIS))
     r = NamedSharding(mesh, PartitionSpec())
     f64 = np.float64
-    etas = _global(np.array([p.eta for p in padded], f64), b)
-    betas = _global(np.array([p.beta for p in padded], f64), b)
-    looks = _global(np.array([_LOOKAHEAD[p.method] * p.beta for p in padded], f64), b)
-    nums = _global(np.array([p.num_steps for p in padded], np.int64), b)
-    idxs = _global(np.array([p.data for p in padded], np.int64), b)
     u0_g = jax.tree_util.tree_map(lambda x: _global(np.asarray(x), r), u0)
     data_g = jax.tree_util.tree_map(lambda x: _global(np.asarray(x), r), data_all)
     chunk_pieces = _global(np.array(max(p.num_steps for p in chunk), np.int64), r)
 
+    def batched(points, lanes):  # per-lane settings, padded with copies of the first lane
+        points = points + [points[0]] * (lanes - len(points))
+        return points, (
+            _global(np.array([p.eta for p in points], f64), b),
+            _global(np.array([p.beta for p in points], f64), b),
+            _global(np.array([p.num_steps for p in points], np.int64), b),
+            _global(np.array([p.data for p in points], np.int64), b),
+        )
+
+    padded, (etas, betas, _, idxs) = batched(list(chunk), _round_up(points_per_chunk, ndev))
+    looks = _global(np.array([_LOOKAHEAD[p.method] * p.beta for p in padded], f64), b)
     run_iterates = _batched_iterates(loss, has_data, max_pieces, mesh)
     iterates = _to_host(run_iterates(u0_g, etas, betas, looks, idxs, data_g))
 
-    rows: dict[tuple[int, str], dict] = {}
     diverged: dict[int, str] = {}
     for j, p in enumerate(chunk):
-        flat = iterates[j, : p.num_steps + 1]
-        bad = ~np.all(np.isfinite(flat), axis=1)
+        bad = ~np.all(np.isfinite(iterates[j, : p.num_steps + 1]), axis=1)
         if bad.any():
             bound = (lambda q, d=sets[p.data]: loss(q, d)) if has_data else loss
             diverged[j] = divergence_message(
                 bound, u0, p.method, p.beta, p.eta, int(np.flatnonzero(bad)[0])
             )
 
-    for model in model_list:
-        stacked = np.stack([tables.get(model, p.method, p.beta) for p in padded])
-        for j, p in enumerate(padded):  # harmless values beyond each point's own K
-            stacked[j, p.num_steps :] = stacked[j, p.num_steps - 1]
-        tables_g = _global(stacked, NamedSharding(mesh, PartitionSpec(_AXIS)))
-        run = _batched_solver(model, loss, has_data, solver, max_steps, mesh)
+    rows: dict[tuple[int, str], dict] = {}
+    for carrier, members in _groups(model_list):
+        lanes = [(j, p, m) for j, p in enumerate(chunk) for m in members]
+        size = _round_up(points_per_chunk * len(members), ndev)
+        lane_points, (etas_l, betas_l, nums_l, idxs_l) = batched([p for _, p, _ in lanes], size)
+        lane_models = [m for _, _, m in lanes] + [lanes[0][2]] * (size - len(lanes))
+        width = carrier.coefficients(chunk[0].method, chunk[0].beta, 1).shape[1]
+        stacked = np.zeros((size, max_pieces, width), dtype=f64)
+        for i, (p, m) in enumerate(zip(lane_points, lane_models)):
+            table = tables.get(m, p.method, p.beta)
+            stacked[i, :, : table.shape[1]] = table
+            stacked[i, p.num_steps :] = stacked[i, p.num_steps - 1]  # harmless beyond K
+        tables_g = _global(stacked, b)
+        run = _batched_solver(carrier, loss, has_data, solver, max_steps, mesh)
 
-        def solve(rt, at, run=run, tables_g=tables_g):
+        def solve(rt, at, run=run, tables_g=tables_g, e=etas_l, be=betas_l, n=nums_l, i=idxs_l):
             xs, codes, _ = run(
                 u0_g,
-                etas,
-                betas,
+                e,
+                be,
                 tables_g,
-                nums,
-                idxs,
+                n,
+                i,
                 data_g,
                 chunk_pieces,
                 _global(np.array(rt, f64), r),
@@ -719,17 +776,24 @@ def _run_chunk(
 
         xs, codes = solve(rtol, atol)
         tight = solve(rtol / 100, atol / 100) if solver_check else None
-        for j, p in enumerate(chunk):
+        for lane, (j, p, model) in enumerate(lanes):
             row = _row(p, model)
             rows[(p.index, model.name)] = row
             if j in diverged:
                 row["failure"] = diverged[j]
                 continue
             k = p.num_steps
-            message = _failure(model.name, p, xs[j, : k + 1], codes[j, :k], max_steps, rtol, atol)
+            traj = xs[lane, : k + 1]
+            message = _failure(model.name, p, traj, codes[lane, :k], max_steps, rtol, atol)
             if message is None and tight is not None:
                 message = _failure(
-                    model.name, p, tight[0][j, : k + 1], tight[1][j, :k], max_steps, rtol, atol
+                    model.name,
+                    p,
+                    tight[0][lane, : k + 1],
+                    tight[1][lane, :k],
+                    max_steps,
+                    rtol,
+                    atol,
                 )
                 if message is not None:
                     message += (
@@ -739,16 +803,15 @@ def _run_chunk(
             if message is not None:
                 row["failure"] = message
                 continue
-            e = np.linalg.norm(xs[j, : k + 1] - iterates[j, : k + 1], axis=1)
+            e = np.linalg.norm(traj - iterates[j, : k + 1], axis=1)
             row["max_error"] = float(e.max())
             row["final_error"] = float(e[-1])
             if tight is not None:
                 row["solver_error"] = float(
-                    np.linalg.norm(xs[j, : k + 1] - tight[0][j, : k + 1], axis=1).max()
+                    np.linalg.norm(traj - tight[0][lane, : k + 1], axis=1).max()
                 )
-    return [
-        rows[(p.index, m.name)] for p in sorted(chunk, key=lambda q: q.index) for m in model_list
-    ]
+    order = sorted(chunk, key=lambda q: q.index)
+    return [rows[(p.index, m.name)] for p in order for m in model_list]
 
 
 def _row(p: SweepPoint, model) -> dict:
