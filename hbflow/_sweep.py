@@ -263,6 +263,9 @@ def _batched_solver(model, loss, has_data, solver, max_steps, mesh):
     def one(u0, eta, beta, table, num, idx, data_all, chunk_pieces, rtol, atol):
         data = _select(data_all, idx)
         g, x0, _ = gradient_field(lambda p: f(p, data), u0)
+        # Batched from the start (adding an exact zero): vmap then batches the loops' bodies
+        # once, instead of again after finding that their carries become batched.
+        x0 = x0 + 0.0 * eta
         # Traced once: diffrax evaluates the field at every stage of the solver (and more).
         field = jax.jit(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
         term = diffrax.ODETerm(field)
