@@ -250,7 +250,8 @@ def diagonal_linear_network(
 
     A `Problem` named ``"diagonal-linear-network"`` whose `data` holds ``X`` (shape
     ``(n, d)``), ``y`` (``(n,)``), ``theta_star`` (``(d,)``) and the function ``theta`` that maps
-    ``{"u", "v"}`` to $u\odot u - v\odot v$.
+    ``{"u", "v"}`` to $u\odot u - v\odot v$; its `data_loss` is the loss with the data
+    ``{"X", "y"}`` (its `loss_data`) as an argument, the same function for every seed and size.
 
     **Raises:** `ValueError` if a size is not a positive int, `sparsity > d`, or `init_scale` is
     not finite and positive.
@@ -350,7 +351,8 @@ def deep_linear_network(
     **Returns:**
 
     A `Problem` named ``"deep-linear-network"`` whose `data` holds ``X``, ``Y``, ``Phi`` and
-    the function ``end_to_end`` that maps the tuple of weights to $W_N\cdots W_1$.
+    the function ``end_to_end`` that maps the tuple of weights to $W_N\cdots W_1$; its
+    `data_loss` is the loss with the data ``{"X", "Y"}`` (its `loss_data`) as an argument.
 
     **Raises:** `ValueError` if a size is not a positive int or `init_scale` is not finite
     and positive.

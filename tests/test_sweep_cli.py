@@ -282,3 +282,24 @@ def test_the_cache_switch_is_checked(monkeypatch):
         enable_compilation_cache()
     with pytest.raises(ValueError, match="compilation_cache must be True, False or None"):
         enable_compilation_cache("yes")
+
+
+def test_the_grid_of_lambdas_and_methods():
+    from hbflow._sweep import _grid
+
+    points = _grid(["hb", "gd"], [0.5, 0.75], None, [0.16, 0.08], [0.8], 2)
+    hb = [(p.beta, p.eta, p.lam, p.num_steps, p.data) for p in points if p.method == "hb"]
+    assert hb == [
+        (0.5, 0.04, 0.16, 20, 0),
+        (0.5, 0.04, 0.16, 20, 1),
+        (0.5, 0.02, 0.08, 40, 0),
+        (0.5, 0.02, 0.08, 40, 1),
+        (0.75, 0.01, 0.16, 80, 0),
+        (0.75, 0.01, 0.16, 80, 1),
+        (0.75, 0.005, 0.08, 160, 0),
+        (0.75, 0.005, 0.08, 160, 1),
+    ]
+    # gradient descent has beta = 0 only: eta = lambda.
+    gd = [(p.beta, p.eta, p.num_steps) for p in points if p.method == "gd"]
+    assert gd == [(0.0, 0.16, 5), (0.0, 0.16, 5), (0.0, 0.08, 10), (0.0, 0.08, 10)]
+    assert [p.index for p in points] == list(range(len(points)))
