@@ -12,8 +12,8 @@ way a user meets them.  Prints:
    `hbflow.sweep` against the equivalent loop of `hbflow.compare` calls (one per beta, all eight
    step sizes), each in one process with the persistent compilation cache off: the first call
    (compilation included) and a second call in the same process (compiled).
-2. `hbflow order` (default study) in a fresh process: cache off, cold cache (empty folder) and
-   warm cache (the same folder again), side by side.
+2. `hbflow order` (default study) and `hbflow sweep` (the grid of 1.) in a fresh process: cache
+   off, cold cache (empty folder) and warm cache (the same folder again), side by side.
 3. The sweep of 1. on 1, 2 and 4 devices (simulated CPU devices: on a machine with few cores
    expect no speed-up; this shows what sharding costs).
 """
@@ -97,19 +97,25 @@ def sweep_vs_loop(chunk_size: int) -> None:
     sweep = _python(_fill(_SWEEP, chunk_size), HBFLOW_COMPILATION_CACHE="0")
     loop = _python(_fill(_LOOP, chunk_size), HBFLOW_COMPILATION_CACHE="0")
     print(f"   {'':<34} {'first call (s)':>14} {'second call (s)':>16}")
-    print(f"   {'hbflow.sweep, chunk ' + str(chunk_size):<34} {sweep['first']:14.2f} "
-          f"{sweep['second']:16.2f}")
+    print(
+        f"   {'hbflow.sweep, chunk ' + str(chunk_size):<34} {sweep['first']:14.2f} "
+        f"{sweep['second']:16.2f}"
+    )
     print(f"   {'loop of compare (8 calls)':<34} {loop['first']:14.2f} {loop['second']:16.2f}")
-    print(f"   {'speed-up':<34} {loop['first'] / sweep['first']:13.1f}x "
-          f"{loop['second'] / sweep['second']:15.1f}x")
-    print(f"   ({sweep['points']} points; failed runs: sweep {sweep['failed']} rows, loop "
-          f"{loop['failed']}; imports {sweep['imports']:.1f} s not counted)")
+    print(
+        f"   {'speed-up':<34} {loop['first'] / sweep['first']:13.1f}x "
+        f"{loop['second'] / sweep['second']:15.1f}x"
+    )
+    print(
+        f"   ({sweep['points']} points; failed runs: sweep {sweep['failed']} rows, loop "
+        f"{loop['failed']}; imports {sweep['imports']:.1f} s not counted)"
+    )
 
 
-def _order(cache_dir: str, **env) -> float:
+def _cli(cache_dir: str, *argv: str, **env) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "import sys; from hbflow._cli import main; sys.exit(main())", "order"],
+        [sys.executable, "-c", "import sys; from hbflow._cli import main; sys.exit(main())", *argv],
         env=dict(os.environ, PYTHONPATH=ROOT, HBFLOW_CACHE_DIR=cache_dir, **env),
         capture_output=True,
         check=True,
@@ -117,14 +123,27 @@ def _order(cache_dir: str, **env) -> float:
     return time.perf_counter() - start
 
 
-def order_cold_warm() -> None:
-    print("2. hbflow order (default study), wall time of a fresh process")
+def cold_warm() -> None:
+    print("2. wall time of a fresh process: persistent compilation cache off, cold, warm")
+    grid = [
+        "--betas", ",".join(map(str, BETAS)), "--etas", ",".join(map(repr, ETAS)),
+        "--horizon", "2", "--models", ",".join(MODELS),
+    ]  # fmt: skip
     with tempfile.TemporaryDirectory() as cache:
-        off = _order(cache, HBFLOW_COMPILATION_CACHE="0")
-        cold = _order(cache)
-        warm = _order(cache)
-    print(f"   cache off {off:6.2f} s   cold cache {cold:6.2f} s   warm cache {warm:6.2f} s   "
-          f"warm/cold = {warm / cold:.2f}")
+        for label, argv in (("hbflow order", ["order"]), ("hbflow sweep 8x8", ["sweep", *grid])):
+            times = []
+            for i, env in enumerate(({"HBFLOW_COMPILATION_CACHE": "0"}, {}, {})):
+                out = (
+                    ["--out", os.path.join(cache, f"out{label[-3:]}{i}")]
+                    if "sweep" in label
+                    else []
+                )
+                times.append(_cli(cache, *argv, *out, **env))
+            off, cold, warm = times
+            print(
+                f"   {label:<17} off {off:6.2f} s   cold {cold:6.2f} s   warm {warm:6.2f} s   "
+                f"warm/cold = {warm / cold:.2f}"
+            )
 
 
 def devices(chunk_size: int) -> None:
@@ -143,15 +162,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2, help="measure everything this often")
     parser.add_argument("--chunk-size", type=int, default=64, help="points per batched call")
-    parser.add_argument("--only", choices=("loop", "order", "devices"), default=None)
+    parser.add_argument("--only", choices=("loop", "cache", "devices"), default=None)
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.2f} at start")
     for i in range(args.repeat):
         print(f"--- run {i + 1} of {args.repeat}")
         if args.only in (None, "loop"):
             sweep_vs_loop(args.chunk_size)
-        if args.only in (None, "order"):
-            order_cold_warm()
+        if args.only in (None, "cache"):
+            cold_warm()
         if args.only in (None, "devices"):
             devices(args.chunk_size)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
