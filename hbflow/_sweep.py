@@ -931,6 +931,11 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def _is_temporary(path: Path) -> bool:
+    """A file `_atomic_write` left behind when it was killed before moving it into place."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def _csv(rows: list[dict]) -> str:
     import csv
 
@@ -991,7 +996,7 @@ class _Store:
                     f"{', '.join(diff)} differ); use another folder, or the same arguments to "
                     "resume it"
                 )
-        elif self.root.is_dir() and any(self.root.iterdir()):
+        elif self.root.is_dir() and any(not _is_temporary(p) for p in self.root.iterdir()):
             raise ValueError(
                 f"out: {self.root} is not empty and holds no sweep manifest; use an empty or "
                 "new folder"
@@ -999,9 +1004,11 @@ class _Store:
         if not writer:
             return
         try:
-            self.chunk_dir.mkdir(parents=True, exist_ok=True)
+            # The manifest first: a folder holding anything of a sweep also holds its manifest.
+            self.root.mkdir(parents=True, exist_ok=True)
             if not path.exists():
                 _atomic_write(path, json.dumps(self.manifest, indent=1))
+            self.chunk_dir.mkdir(exist_ok=True)
         except OSError as err:
             raise ValueError(
                 f"out: cannot write the sweep to {self.root}: {err.strerror or err}"
