@@ -60,6 +60,19 @@ def test_unwritable_or_foreign_output_folders_are_refused(tmp_path):
         hbflow.sweep(PROBLEM.loss, PROBLEM.x0, out=tmp_path / "busy", **SMALL)
 
 
+def test_a_folder_with_only_a_killed_write_is_taken(tmp_path):
+    from hbflow._sweep import _Store
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / ".manifest.json.abc.tmp").write_text('{"half')
+    _Store(out, {"format": "x", "betas": [0.5]}, True)
+    assert json.loads((out / "manifest.json").read_text()) == {"format": "x", "betas": [0.5]}
+    assert (out / "chunks").is_dir()
+    with pytest.raises(ValueError, match="different sweep.*betas"):
+        _Store(out, {"format": "x", "betas": [0.6]}, True)
+
+
 def _cli(capsys, *argv):
     code = main(["sweep", *argv])
     captured = capsys.readouterr()
