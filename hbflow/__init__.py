@@ -66,3 +66,11 @@ from ._problems import get_problem as get_problem
 from ._problems import problem_names as problem_names
 
 __version__ = "0.1.0"
+
+# --- sweeps ---
+from ._jax_cache import enable_compilation_cache as enable_compilation_cache
+from ._sweep import SweepPoint as SweepPoint
+from ._sweep import SweepProgress as SweepProgress
+from ._sweep import SweepResult as SweepResult
+from ._sweep import load_sweep_results as load_sweep_results
+from ._sweep import sweep as sweep

@@ -10,6 +10,7 @@ import json
 import sys
 
 from ._cli_order import add_order_parser
+from ._cli_sweep import add_sweep_parser
 
 __all__ = ["main"]
 
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_derive_parser(subparsers)
     add_order_parser(subparsers)
+    add_sweep_parser(subparsers)
     return parser
 
 
@@ -83,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("order", "sweep"):
+            from ._jax_cache import enable_compilation_cache
+
+            enable_compilation_cache(
+                False if getattr(args, "no_compilation_cache", False) else None
+            )
         return int(args.run(args) or 0)
     except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -63,8 +63,14 @@ class Problem:
     - `description`: the formula and the conventions, in words.
     - `source`: the paper or book the problem comes from (and what was changed, if anything).
     - `data`: read-only extra arrays (e.g. the design matrix and the planted solution).
+    - `data_loss`, `loss_data`: optionally, the same loss with its data as an argument,
+      ``loss(params) == data_loss(params, loss_data)``, `loss_data` a pytree of arrays.  A solver
+      compiled for `data_loss` takes the data traced instead of as constants of the program, so
+      one compilation serves every data set of the same shapes (e.g. other seeds; see
+      `hbflow.sweep`).  Both or neither.
 
-    **Raises:** `ValueError` if `name` is empty or `loss` is not callable.
+    **Raises:** `ValueError` if `name` is empty, `loss` is not callable, or only one of
+    `data_loss` and `loss_data` is given (or `data_loss` is not callable).
 
     Problems compare by identity: they hold functions and arrays.
     """
@@ -75,12 +81,20 @@ class Problem:
     description: str
     source: str
     data: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    data_loss: Callable[[PyTree, PyTree], jax.Array] | None = None
+    loss_data: PyTree | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Problem name must be a non-empty string, got {self.name!r}")
         if not callable(self.loss):
             raise ValueError(f"Problem {self.name!r}: loss must be callable")
+        if (self.data_loss is None) != (self.loss_data is None):
+            raise ValueError(
+                f"Problem {self.name!r}: give both data_loss and loss_data, or neither"
+            )
+        if self.data_loss is not None and not callable(self.data_loss):
+            raise ValueError(f"Problem {self.name!r}: data_loss must be callable")
         object.__setattr__(self, "data", types.MappingProxyType(dict(self.data)))
 
     @property
@@ -191,6 +205,28 @@ def _double_well() -> Problem:
 # --- networks ------------------------------------------------------------------------------------
 
 
+# Module-level, so that every data set (seed, size) shares one function object: one compilation.
+def _diagonal_network_theta(params):
+    return params["u"] ** 2 - params["v"] ** 2
+
+
+def _diagonal_network_loss(params, data):
+    residual = data["X"] @ _diagonal_network_theta(params) - data["y"]
+    return 0.5 * jnp.mean(residual**2)
+
+
+def _end_to_end(weights):
+    product = weights[0]
+    for w in weights[1:]:
+        product = w @ product
+    return product
+
+
+def _deep_network_loss(weights, data):
+    residual = _end_to_end(weights) @ data["X"] - data["Y"]
+    return 0.5 * jnp.sum(residual**2) / data["X"].shape[1]
+
+
 @functools.lru_cache(maxsize=32)
 def diagonal_linear_network(
     n: int = 40, d: int = 100, sparsity: int = 5, init_scale: float = 0.1, seed: int = 0
@@ -219,7 +255,8 @@ def diagonal_linear_network(
 
     A `Problem` named ``"diagonal-linear-network"`` whose `data` holds ``X`` (shape
     ``(n, d)``), ``y`` (``(n,)``), ``theta_star`` (``(d,)``) and the function ``theta`` that maps
-    ``{"u", "v"}`` to $u\odot u - v\odot v$.
+    ``{"u", "v"}`` to $u\odot u - v\odot v$; its `data_loss` is the loss with the data
+    ``{"X", "y"}`` (its `loss_data`) as an argument, the same function for every seed and size.
 
     **Raises:** `ValueError` if a size is not a positive int, `sparsity > d`, or `init_scale` is
     not finite and positive.
@@ -258,12 +295,10 @@ def diagonal_linear_network(
     theta_star = jnp.zeros(d, dtype=jnp.float64).at[support].set(signs)
     y = X @ theta_star
 
-    def theta(params):
-        return params["u"] ** 2 - params["v"] ** 2
+    loss_data = {"X": X, "y": y}
 
     def loss(params):
-        residual = X @ theta(params) - y
-        return 0.5 * jnp.mean(residual**2)
+        return _diagonal_network_loss(params, loss_data)
 
     u0 = {"u": jnp.full(d, init_scale, jnp.float64), "v": jnp.full(d, init_scale, jnp.float64)}
     return Problem(
@@ -282,7 +317,9 @@ def diagonal_linear_network(
             "Momentum When Training Diagonal Linear Networks', AISTATS 2024; also the diagonal "
             f"linear network experiments of {_LYU}."
         ),
-        data={"X": X, "y": y, "theta_star": theta_star, "theta": theta},
+        data={"X": X, "y": y, "theta_star": theta_star, "theta": _diagonal_network_theta},
+        data_loss=_diagonal_network_loss,
+        loss_data=loss_data,
     )
 
 
@@ -319,7 +356,8 @@ def deep_linear_network(
     **Returns:**
 
     A `Problem` named ``"deep-linear-network"`` whose `data` holds ``X``, ``Y``, ``Phi`` and
-    the function ``end_to_end`` that maps the tuple of weights to $W_N\cdots W_1$.
+    the function ``end_to_end`` that maps the tuple of weights to $W_N\cdots W_1$; its
+    `data_loss` is the loss with the data ``{"X", "Y"}`` (its `loss_data`) as an argument.
 
     **Raises:** `ValueError` if a size is not a positive int or `init_scale` is not finite
     and positive.
@@ -366,15 +404,10 @@ def deep_linear_network(
         for k, d_in, d_out in zip(keys_w, dims[:-1], dims[1:])
     )
 
-    def end_to_end(weights):
-        product = weights[0]
-        for w in weights[1:]:
-            product = w @ product
-        return product
+    loss_data = {"X": X, "Y": Y}
 
     def loss(weights):
-        residual = end_to_end(weights) @ X - Y
-        return 0.5 * jnp.sum(residual**2) / n
+        return _deep_network_loss(weights, loss_data)
 
     return Problem(
         name="deep-linear-network",
@@ -390,7 +423,9 @@ def deep_linear_network(
             "E. Hazan, ICML 2018; S. Arora, N. Cohen, N. Golowich and W. Hu, ICLR 2019. Wang, "
             "Lin & Abernethy (ICML 2021) show HB's acceleration on this model."
         ),
-        data={"X": X, "Y": Y, "Phi": Phi, "end_to_end": end_to_end},
+        data={"X": X, "Y": Y, "Phi": Phi, "end_to_end": _end_to_end},
+        data_loss=_deep_network_loss,
+        loss_data=loss_data,
     )
 
 

@@ -1,0 +1,84 @@
+r"""JAX's persistent compilation cache under hbflow's cache directory.
+
+A new process that runs ``hbflow order`` or ``hbflow sweep`` again compiles the same XLA
+programs again: most of a small study's wall time.  JAX can keep compiled programs on disk
+(``jax_compilation_cache_dir``); hbflow turns that on, in the folder ``jax`` under its user
+cache directory (``$HBFLOW_CACHE_DIR``, default ``~/.cache/hbflow``), for every program,
+however fast it compiled and however small it is (JAX's defaults keep only programs that took
+over a second to compile, which leaves out most of a study's).
+
+Turn it off with the environment variable ``HBFLOW_COMPILATION_CACHE=0`` (or ``false``,
+``off``, ``no``), with ``hbflow sweep --no-compilation-cache``, or with
+``hbflow.sweep(..., compilation_cache=False)``.  A cache directory the user has already set
+with ``jax.config.update("jax_compilation_cache_dir", ...)`` (or ``JAX_COMPILATION_CACHE_DIR``)
+is left alone.  The cache is trusted code: do not share the folder with users you do not trust
+(JAX's warning).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["enable_compilation_cache", "compilation_cache_dir", "ENV_VAR"]
+
+#: Environment variable that turns the persistent compilation cache off (``0``).
+ENV_VAR = "HBFLOW_COMPILATION_CACHE"
+
+_OFF = ("0", "false", "off", "no")
+_ON = ("", "1", "true", "on", "yes")
+
+
+def compilation_cache_dir() -> Path:
+    """The folder of hbflow's persistent compilation cache: ``jax`` in the user cache dir."""
+    from ._counter_terms import cache_dirs
+
+    return cache_dirs()[-1] / "jax"
+
+
+def _enabled_by_environment() -> bool:
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value in _OFF:
+        return False
+    if value in _ON:
+        return True
+    raise ValueError(
+        f"environment variable {ENV_VAR} must be 0 or 1 (also false/true, off/on), got "
+        f"{os.environ[ENV_VAR]!r}"
+    )
+
+
+def enable_compilation_cache(enabled: bool | None = None) -> Path | None:
+    """Switch on JAX's persistent compilation cache in hbflow's cache directory.
+
+    **Arguments:**
+
+    - `enabled`: ``True`` or ``False``; ``None`` (default) follows the environment variable
+      ``HBFLOW_COMPILATION_CACHE`` (on unless it is ``0``, ``false``, ``off`` or ``no``).
+
+    **Returns:** the cache folder in use, or ``None`` when the cache stays off (or could not be
+    created: then compilation works as without a cache).
+
+    **Raises:** `ValueError` if `enabled` is not a bool or None, or the environment variable has
+    another value.
+    """
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValueError(f"compilation_cache must be True, False or None, got {enabled!r}")
+    env_on = _enabled_by_environment()
+    if enabled is False or (enabled is None and not env_on):
+        return None
+    import jax
+
+    current = jax.config.jax_compilation_cache_dir
+    if current:  # the user's own choice wins
+        return Path(current)
+    directory = compilation_cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    # Every program: a study's programs compile in well under JAX's default threshold of 1 s.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return directory

@@ -1,0 +1,1057 @@
+r"""Sweeps: a grid of order-study points, batched, sharded across devices, resumable on disk.
+
+A *point* is one run of the iterates against the continuous models: a method, $\beta$, a step
+size $\eta$ (given directly, or as $\lambda = \eta/(1-\beta)^2$ with $\beta$), a horizon $T$
+and a data set.  The grid is the product of the values given for each axis; every point is
+evaluated with every model, giving one row of the table per point and model.
+
+How it is evaluated:
+
+- **One compilation per model for the whole grid**, and one for all first-order B-series
+  models together (``hbfN``, ``steadyN``, ``gf``, ``rgf``: the highest order's field with
+  zero-padded tables).  Points (times models) are a batch axis (`jax.vmap`), not a
+  Python loop.  Every point of the grid is scanned over the same number of pieces, the largest
+  $K = T/\eta$ of the grid; a point with fewer pieces integrates over empty intervals beyond its
+  own $K$ (they cost one masked lane), and pieces beyond the largest $K$ of a chunk are skipped
+  by a `jax.lax.cond` on an unbatched count, so they cost nothing.  $\eta$, $\beta$, the
+  coefficient tables (one per point, stacked), the counts, the tolerances and the data are
+  traced.  The iterates are batched the same way (one compilation).
+- **Chunks.**  The points, sorted by their number of pieces, are cut into chunks of
+  `chunk_size`; each chunk is one batched call of the same compiled function (the last one is
+  padded with copies of a real point).  A chunk is the unit of progress and of resuming.
+- **Devices.**  The batch axis of a chunk is split across all JAX devices (`jax.shard_map` over a
+  one-axis `Mesh`), padded to a multiple of the device count.  Each device solves its points on
+  its own, so the numbers do not depend on the device count.  With several hosts, start every
+  process with `jax.distributed.initialize()` first: `jax.devices()` then lists every host's
+  devices, every process runs the same sweep, and process 0 writes the files.
+- **On disk** (`out=`): a manifest of the sweep's arguments, one file per finished chunk, and the
+  table so far in ``results.csv`` and ``results.json``, each written to a temporary file and
+  moved into place with `os.replace` (a reader never sees a half-written file).  Started again
+  with the same arguments, a sweep loads the finished chunks and computes only the others; a
+  folder holding another sweep is refused.
+
+The errors are those of `hbflow.compare` (same definitions, same numbers to rounding):
+$e_k = \|u(t_k) - u_k\|$ for $k \le K$, its maximum and final value, and the solver error, the
+largest distance to the same solve with tolerances 100× tighter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ._differentials import gradient_field
+from ._integrate import _MESSAGES, _OK, DEFAULT_ATOL, DEFAULT_RTOL, _check_solver, _result_code
+from ._methods import divergence_message
+from ._models import (
+    AbstractContinuousModel,
+    GradientFlow,
+    HeavyBallFlow,
+    RescaledGradientFlow,
+    _AbstractBSeriesFlow,
+    check_method,
+    model_from_name,
+)
+from ._validate import as_float_tree, check_count, check_positive, require_float64
+
+__all__ = ["sweep", "SweepResult", "SweepPoint", "SweepProgress", "COLUMNS", "load_sweep_results"]
+
+PyTree = Any
+
+#: The columns of the table, one row per point and model.
+COLUMNS = (
+    "point",
+    "method",
+    "beta",
+    "eta",
+    "lambda",
+    "horizon",
+    "num_steps",
+    "data",
+    "model",
+    "expected_order",
+    "max_error",
+    "final_error",
+    "solver_error",
+    "failure",
+)
+
+#: The solver error must be this many times below the model error for a slope to count.
+SOLVER_MARGIN = 100.0
+#: horizon/eta is rounded to the nearest integer when it is this close (relative) to it.
+_HORIZON_RTOL = 1e-9
+_FORMAT = "hbflow-sweep/1"
+_LOOKAHEAD = {"gd": 0.0, "hb": 0.0, "nag": 1.0}
+_AXIS = "points"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPoint:
+    """One point of the grid: `index` in the grid's order, and its settings.
+
+    `lam` is $\\lambda = \\eta/(1-\\beta)^2$; `num_steps` is $K = T/\\eta$; `data` the index of
+    its data set (0 without data sets).
+    """
+
+    index: int
+    method: str
+    beta: float
+    eta: float
+    lam: float
+    horizon: float
+    num_steps: int
+    data: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepProgress:
+    """Passed to a `progress` callable after each chunk.
+
+    `done`/`total` count chunks; `points` is the number of points in this chunk; `resumed` is
+    true for a chunk loaded from a previous run; `seconds` is its wall time.
+    """
+
+    done: int
+    total: int
+    chunk: int
+    points: int
+    seconds: float
+    resumed: bool
+    failed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """The table of a sweep: one row (a dict with the keys `COLUMNS`) per point and model.
+
+    - `rows`: in grid order, models in the order given; NaN errors for failed runs, whose
+      `failure` holds the message ('' otherwise).
+    - `points`: the grid; `models`: the model names.
+    - `slopes`: per (method, β, horizon, data, model) with at least two step sizes, the
+      least-squares slope of $\\log$ max error against $\\log\\eta$ (NaN if a run failed).
+    - `computed_chunks`, `resumed_chunks`: which chunks were computed now and which were loaded
+      from `out`; `compilations`: models (and the iterates) whose batched function was compiled
+      (or loaded from the persistent cache) in this call; `devices`: the device count.
+    - `out`: the output folder, or None; `seconds`: wall time.
+    """
+
+    rows: tuple[dict, ...]
+    points: tuple[SweepPoint, ...]
+    models: tuple[str, ...]
+    slopes: tuple[dict, ...]
+    computed_chunks: tuple[int, ...]
+    resumed_chunks: tuple[int, ...]
+    devices: int
+    out: Path | None
+    seconds: float
+
+    def column(self, name: str) -> list:
+        """The values of column `name` over all rows."""
+        if name not in COLUMNS:
+            raise ValueError(f"column must be one of {', '.join(COLUMNS)}; got {name!r}")
+        return [r[name] for r in self.rows]
+
+    def row(self, point: int, model: str) -> dict:
+        """The row of point index `point` and model name `model`."""
+        for r in self.rows:
+            if r["point"] == point and r["model"] == model:
+                return r
+        raise ValueError(f"no row for point {point!r} and model {model!r}")
+
+    @property
+    def failures(self) -> tuple[dict, ...]:
+        """The rows whose run failed."""
+        return tuple(r for r in self.rows if r["failure"])
+
+
+# --- the grid ------------------------------------------------------------------------------------
+
+
+def _as_list(values, name: str, *, allow_none: bool = False) -> list | None:
+    if values is None and allow_none:
+        return None
+    if isinstance(values, (str, bytes)) or values is None:
+        raise ValueError(f"{name} must be a list of numbers, got {values!r}")
+    if np.ndim(values) == 0:
+        values = [values]
+    try:
+        out = [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a list of numbers, got {values!r}") from None
+    if not out:
+        raise ValueError(f"the grid is empty: {name} holds no value")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must be distinct, got {out}")
+    return out
+
+
+def _grid(methods, betas, etas, lambdas, horizons, n_data) -> list[SweepPoint]:
+    for b in betas:
+        if not (math.isfinite(b) and 0.0 <= b < 1.0):
+            raise ValueError(f"beta must lie in [0, 1), got {b!r}")
+    steps = etas if etas is not None else lambdas
+    name = "eta" if etas is not None else "lambda"
+    for s in steps:
+        if not (math.isfinite(s) and s > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {s!r}")
+    for h in horizons:
+        if not (math.isfinite(h) and h > 0):
+            raise ValueError(f"horizon must be a finite number > 0, got {h!r}")
+    points = []
+    for method in methods:
+        for beta in [0.0] if method == "gd" else betas:
+            for s in steps:
+                if etas is not None:
+                    eta = s
+                else:
+                    eta = s * (1.0 - beta) ** 2
+                lam = eta / (1.0 - beta) ** 2
+                for h in horizons:
+                    k = round(h / eta)
+                    if k < 1 or abs(k * eta - h) > _HORIZON_RTOL * h:
+                        hint = f"e.g. horizon={max(k, 1) * eta:g}" if k >= 1 else f">= {eta:g}"
+                        raise ValueError(
+                            f"horizon {h:g} must be a positive integer multiple of every eta; "
+                            f"horizon/eta = {h / eta:.6g} for eta={eta:g} (method {method}, "
+                            f"beta={beta:g}) ({hint})"
+                        )
+                    for d in range(n_data):
+                        points.append(SweepPoint(len(points), method, beta, eta, lam, h, int(k), d))
+    return points
+
+
+def _chunks(points: list[SweepPoint], chunk_size: int) -> list[list[SweepPoint]]:
+    # Sorted by the number of pieces, a chunk holds points of similar length: little masking.
+    order = sorted(points, key=lambda p: (-p.num_steps, p.index))
+    return [order[i : i + chunk_size] for i in range(0, len(order), chunk_size)]
+
+
+# --- the batched computations ---------------------------------------------------------------------
+
+
+def _bind(loss: Callable, has_data: bool) -> Callable:
+    return loss if has_data else (lambda params, data: loss(params))
+
+
+def _select(data_all: PyTree, idx) -> PyTree:
+    return jax.tree_util.tree_map(lambda a: a[idx], data_all)
+
+
+@functools.lru_cache(maxsize=64)
+def _batched_solver(model, loss, has_data, solver, max_steps, mesh):
+    """The compiled batched solve of one model: one per (model, loss, solver, max_steps, mesh)."""
+    f = _bind(loss, has_data)
+
+    def one(u0, eta, beta, table, num, idx, data_all, chunk_pieces, rtol, atol):
+        data = _select(data_all, idx)
+        g, x0, _ = gradient_field(lambda p: f(p, data), u0)
+        # Batched from the start (adding an exact zero): vmap then batches the loops' bodies
+        # once, instead of again after finding that their carries become batched.
+        x0 = x0 + 0.0 * eta
+        # Traced once: diffrax evaluates the field at every stage of the solver (and more).
+        field = jax.jit(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
+        term = diffrax.ODETerm(field)
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+        y0 = model.initial_state(g, x0)
+
+        def piece(y, inputs):
+            k, row = inputs
+
+            def solve(y):
+                t0 = k * eta
+                # Beyond the point's own K the interval is empty: diffrax returns y unchanged.
+                t1 = jnp.where(k < num, (k + 1) * eta, t0)
+                sol = diffrax.diffeqsolve(
+                    term,
+                    solver,
+                    t0,
+                    t1,
+                    None,
+                    y,
+                    args=row,
+                    saveat=diffrax.SaveAt(t1=True),
+                    stepsize_controller=controller,
+                    max_steps=max_steps,
+                    throw=False,
+                )
+                y1 = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
+                return y1, _result_code(sol.result), sol.stats["num_accepted_steps"]
+
+            def skip(y):
+                return y, jnp.array(_OK), jnp.array(0, dtype=jnp.int64)
+
+            y1, code, steps = jax.lax.cond(k < chunk_pieces, solve, skip, y)
+            return y1, (model.position(y1), code.astype(jnp.int32), steps.astype(jnp.int64))
+
+        ks = jnp.arange(table.shape[0], dtype=eta.dtype)
+        _, (xs, codes, steps) = jax.lax.scan(piece, y0, (ks, table))
+        return jnp.concatenate([x0[None], xs]), codes, steps
+
+    def sweep_solve(u0, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol):
+        return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, None, None, None, None))(
+            u0, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol
+        )
+
+    b, r = PartitionSpec(_AXIS), PartitionSpec()
+    sharded = jax.shard_map(
+        sweep_solve,
+        mesh=mesh,
+        in_specs=(r, b, b, b, b, b, r, r, r, r),
+        out_specs=(b, b, b),
+        check_vma=False,
+    )
+    return jax.jit(sharded)
+
+
+@functools.lru_cache(maxsize=64)
+def _batched_iterates(loss, has_data, num_steps, mesh):
+    """The compiled batched iterates $u_0, \\dots, u_K$ (flat), $K$ = `num_steps`."""
+    f = _bind(loss, has_data)
+
+    def one(u0, eta, beta, a, idx, data_all):
+        data = _select(data_all, idx)
+        x0, unravel = ravel_pytree(u0)
+        grad = jax.grad(lambda x: f(unravel(x), data))
+
+        # The recursion of hbflow.iterates on the flat vector (the same operations, elementwise).
+        def step(carry, _):
+            u, v = carry
+            g = grad(u + a * v)
+            v = beta * v - eta * g
+            u = u + v
+            return (u, v), u
+
+        _, us = jax.lax.scan(step, (x0, jnp.zeros_like(x0)), None, length=num_steps)
+        return jnp.concatenate([x0[None], us])
+
+    def sweep_iterates(u0, etas, betas, looks, idxs, data_all):
+        return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, None))(
+            u0, etas, betas, looks, idxs, data_all
+        )
+
+    b, r = PartitionSpec(_AXIS), PartitionSpec()
+    sharded = jax.shard_map(
+        sweep_iterates,
+        mesh=mesh,
+        in_specs=(r, b, b, b, b, r),
+        out_specs=b,
+        check_vma=False,
+    )
+    return jax.jit(sharded)
+
+
+def _global(x: np.ndarray, sharding) -> jax.Array:
+    """A global array from a host array every process holds in full (one or several hosts)."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+# --- the sweep ------------------------------------------------------------------------------------
+
+
+def _fingerprint(tree: PyTree) -> str:
+    h = hashlib.sha256()
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    h.update(str(treedef).encode())
+    for leaf in leaves:
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _label(loss: Callable) -> str:
+    module = getattr(loss, "__module__", None) or "?"
+    name = getattr(loss, "__qualname__", None) or type(loss).__name__
+    return f"{module}:{name}"
+
+
+def _as_models(models) -> list[AbstractContinuousModel]:
+    if isinstance(models, (str, AbstractContinuousModel)):
+        models = [models]
+    out = [model_from_name(m) if isinstance(m, str) else m for m in models]
+    if not out:
+        raise ValueError("the grid is empty: models names no model")
+    for m in out:
+        if not isinstance(m, AbstractContinuousModel):
+            raise ValueError(f"models: {m!r} is neither a model name nor a continuous model")
+    names = [m.name for m in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"models: {dup} requested more than once")
+    return out
+
+
+def _report(progress):
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        return _print_progress
+    if callable(progress):
+        return progress
+    raise ValueError(f"progress must be a bool or a callable, got {progress!r}")
+
+
+def _print_progress(p: SweepProgress) -> None:
+    width = len(str(p.total))
+    what = "loaded" if p.resumed else f"{p.seconds:7.2f} s"
+    failed = f"  {p.failed} FAILED" if p.failed else ""
+    print(
+        f"hbflow: [{p.done:>{width}}/{p.total}] chunk {p.chunk}: {p.points} points {what}{failed}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def sweep(
+    loss: Callable,
+    u0: PyTree,
+    *,
+    method: str | Sequence[str] = "hb",
+    betas: Sequence[float],
+    etas: Sequence[float] | None = None,
+    lambdas: Sequence[float] | None = None,
+    horizon: float | Sequence[float],
+    models: Sequence[str | AbstractContinuousModel] = ("hbf1", "hbf2", "hbf3", "rgf"),
+    data: PyTree | None = None,
+    datasets: Sequence[PyTree] | None = None,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    solver: diffrax.AbstractSolver | None = None,
+    max_steps: int = 4096,
+    solver_check: bool = True,
+    out: str | os.PathLike | None = None,
+    chunk_size: int = 64,
+    label: str | None = None,
+    progress: bool | Callable[[SweepProgress], Any] | None = None,
+    compilation_cache: bool | None = None,
+) -> SweepResult:
+    r"""Evaluate every model at every point of a grid, batched, and return the tidy table.
+
+    **Arguments:**
+
+    - `loss`: a JAX scalar loss `loss(params)`, or `loss(params, data)` when `data` or
+      `datasets` is given (the data are then traced arguments, not constants baked into the
+      compiled program: one compilation serves every data set of the same shapes).
+    - `u0`: the start (iterates from rest), a finite array or pytree; converted to float64.
+    - `method`: ``"hb"``, ``"nag"``, ``"gd"``, or a list of them (a grid axis; ``"gd"`` takes
+      $\beta = 0$ only).
+    - `betas`: the momenta, each in $[0, 1)$.
+    - `etas` or `lambdas` (exactly one): step sizes $\eta > 0$, or $\lambda > 0$ with
+      $\eta = \lambda(1-\beta)^2$ for each β.
+    - `horizon`: $T$, or a list of them; an integer multiple of every step size (to $10^{-9}$
+      relative).
+    - `models`: model names or models.
+    - `data`: one data set (a pytree of arrays) for `loss(params, data)`; `datasets`: a list of
+      data sets of the same structure and shapes (a grid axis, e.g. one per seed).
+    - `rtol`, `atol`, `solver`, `max_steps`, `solver_check`: as in `hbflow.compare`.
+    - `out`: a folder for the table (``results.csv``, ``results.json``), the manifest and the
+      finished chunks; a sweep started again with the same arguments resumes there.
+    - `chunk_size`: points per batched call (and per file on disk), an integer $\ge 1$.
+    - `label`: names the loss in the manifest (default: its module and qualified name).
+    - `progress`: ``True`` prints a line per chunk to stderr; a callable gets a `SweepProgress`.
+    - `compilation_cache`: JAX's persistent compilation cache in hbflow's cache folder
+      (``None``: on unless ``HBFLOW_COMPILATION_CACHE=0``).
+
+    **Returns:** a `SweepResult`.  Failed runs (diverging iterates, a failed solve) do not stop
+    the sweep: their rows carry the message in `failure`.
+
+    **Raises:** `ValueError` naming the parameter for bad input: an empty grid, β outside
+    $[0, 1)$, $\eta \le 0$, a horizon that is no multiple of some η, an output folder that
+    cannot be written or holds another sweep.  `RuntimeError` if JAX is not in float64 mode.
+    """
+    start = time.perf_counter()
+    require_float64("hbflow.sweep")
+    from ._jax_cache import enable_compilation_cache
+
+    enable_compilation_cache(compilation_cache)
+
+    methods = [method] if isinstance(method, str) else list(method)
+    if not methods:
+        raise ValueError("the grid is empty: method names no method")
+    methods = [check_method(m) for m in methods]
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"method must be distinct, got {methods}")
+    betas_list = _as_list(betas, "betas")
+    if (etas is None) == (lambdas is None):
+        raise ValueError("give exactly one of etas and lambdas (lambda = eta/(1-beta)^2)")
+    etas_list = _as_list(etas, "etas", allow_none=True)
+    lambdas_list = _as_list(lambdas, "lambdas", allow_none=True)
+    horizons = _as_list(horizon, "horizon")
+    model_list = _as_models(models)
+    rtol = check_positive(rtol, "rtol")
+    atol = check_positive(atol, "atol")
+    max_steps = check_count(max_steps, "max_steps")
+    chunk_size = check_count(chunk_size, "chunk_size")
+    solver = _check_solver(solver)
+    if not isinstance(solver_check, (bool, np.bool_)):
+        raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
+    if not callable(loss):
+        raise ValueError(f"loss must be a callable, got {loss!r}")
+    report = _report(progress)
+    u0 = as_float_tree(u0, "u0", float64=True)
+    if data is not None and datasets is not None:
+        raise ValueError("give data (one data set) or datasets (a list), not both")
+    has_data = data is not None or datasets is not None
+    if datasets is not None:
+        if isinstance(datasets, (str, bytes)) or not isinstance(datasets, Sequence):
+            raise ValueError(f"datasets must be a list of pytrees, got {type(datasets).__name__}")
+        if not datasets:
+            raise ValueError("the grid is empty: datasets holds no data set")
+        sets = [as_float_tree(d, f"datasets[{i}]", float64=True) for i, d in enumerate(datasets)]
+    elif data is not None:
+        sets = [as_float_tree(data, "data", float64=True)]
+    else:
+        sets = [()]
+    data_all = _stack_datasets(sets)
+    _check_loss(loss, u0, sets[0], has_data)
+
+    points = _grid(methods, betas_list, etas_list, lambdas_list, horizons, len(sets))
+    chunks = _chunks(points, chunk_size)
+    names = tuple(m.name for m in model_list)
+    manifest = {
+        "format": _FORMAT,
+        "loss": label if label is not None else _label(loss),
+        "u0": _fingerprint(u0),
+        "data": [_fingerprint(s) for s in sets] if has_data else None,
+        "methods": methods,
+        "betas": betas_list,
+        "etas": etas_list,
+        "lambdas": lambdas_list,
+        "horizons": horizons,
+        "models": list(names),
+        "rtol": rtol,
+        "atol": atol,
+        "max_steps": max_steps,
+        "solver": type(solver).__name__,
+        "solver_check": bool(solver_check),
+        "chunk_size": chunk_size,
+    }
+    writer = jax.process_index() == 0
+    store = _Store(out, manifest, writer) if out is not None else None
+
+    devices = jax.devices()
+    mesh = Mesh(np.array(devices), (_AXIS,))
+    max_pieces = max(p.num_steps for p in points)
+    tables = _TableCache(max_pieces)
+
+    rows_by_point: dict[int, list[dict]] = {}
+    computed, resumed = [], []
+    for c, chunk in enumerate(chunks):
+        t0 = time.perf_counter()
+        loaded = store.load_chunk(c, chunk, names) if store is not None else None
+        if loaded is not None:
+            chunk_rows = loaded
+            resumed.append(c)
+        else:
+            chunk_rows = _run_chunk(
+                chunk,
+                points_per_chunk=min(chunk_size, len(points)),
+                max_pieces=max_pieces,
+                mesh=mesh,
+                loss=loss,
+                has_data=has_data,
+                u0=u0,
+                sets=sets,
+                data_all=data_all,
+                model_list=model_list,
+                tables=tables,
+                rtol=rtol,
+                atol=atol,
+                solver=solver,
+                max_steps=max_steps,
+                solver_check=bool(solver_check),
+            )
+            computed.append(c)
+        for p in chunk:
+            rows_by_point[p.index] = [r for r in chunk_rows if r["point"] == p.index]
+        rows = [r for i in sorted(rows_by_point) for r in rows_by_point[i]]
+        if store is not None and loaded is None:
+            store.save_chunk(c, chunk, chunk_rows)
+        if store is not None:
+            store.save_results(rows, _slopes(rows), total=len(points))
+        if report is not None:
+            report(
+                SweepProgress(
+                    done=c + 1,
+                    total=len(chunks),
+                    chunk=c,
+                    points=len(chunk),
+                    seconds=time.perf_counter() - t0,
+                    resumed=loaded is not None,
+                    failed=len({r["point"] for r in chunk_rows if r["failure"]}),
+                )
+            )
+    rows = [r for i in sorted(rows_by_point) for r in rows_by_point[i]]
+    return SweepResult(
+        rows=tuple(rows),
+        points=tuple(points),
+        models=names,
+        slopes=tuple(_slopes(rows)),
+        computed_chunks=tuple(computed),
+        resumed_chunks=tuple(resumed),
+        devices=len(devices),
+        out=None if store is None else store.root,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _stack_datasets(sets: list[PyTree]) -> PyTree:
+    first = jax.tree_util.tree_structure(sets[0])
+    shapes = [np.shape(x) for x in jax.tree_util.tree_leaves(sets[0])]
+    for i, s in enumerate(sets[1:], 1):
+        if (
+            jax.tree_util.tree_structure(s) != first
+            or [np.shape(x) for x in jax.tree_util.tree_leaves(s)] != shapes
+        ):
+            raise ValueError(
+                f"datasets[{i}] must have the structure and shapes of datasets[0] "
+                f"({first}, shapes {shapes})"
+            )
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *sets)
+
+
+def _check_loss(loss, u0, data, has_data) -> None:
+    from ._validate import check_loss
+
+    if has_data:
+        check_loss(lambda p: loss(p, data), u0, name="u0")
+    else:
+        check_loss(loss, u0, name="u0")
+
+
+_SERIES = (_AbstractBSeriesFlow, GradientFlow, RescaledGradientFlow)
+
+
+def _series_table(model, method: str, beta: float, num_pieces: int) -> np.ndarray:
+    """`model.coefficients`, and for ``gf``/``rgf`` their field as the one-tree B-series."""
+    if isinstance(model, GradientFlow):
+        return np.ones((num_pieces, 1))
+    if isinstance(model, RescaledGradientFlow):
+        return np.full((num_pieces, 1), 1.0 / (1.0 - beta))
+    return model.coefficients(method, beta, num_pieces)
+
+
+class _TableCache:
+    """Each model's coefficient table per (method, β), computed once for the longest run."""
+
+    def __init__(self, max_pieces: int):
+        self.max_pieces = max_pieces
+        self._tables: dict = {}
+
+    def get(self, model, method: str, beta: float) -> np.ndarray:
+        key = (model, method, beta)
+        if key not in self._tables:
+            table = np.asarray(_series_table(model, method, beta, self.max_pieces), np.float64)
+            if not np.all(np.isfinite(table)):
+                raise ValueError(f"table of model {model.name} has non-finite entries")
+            self._tables[key] = table
+        return self._tables[key]
+
+
+def _groups(model_list) -> list[tuple[AbstractContinuousModel, list]]:
+    r"""The models that share one compiled solve, each group with the model that solves it.
+
+    Every first-order model that is a B-series field (``hbfN``, ``steadyN``, and ``gf``,
+    ``rgf`` with the one-tree table $1$, $1/(1-\beta)$) runs with the field of the highest
+    order among them and its own table padded by zero columns (trees are ordered by order, so
+    a lower order's trees are a prefix): one compilation for all of them, and the same
+    numbers, since a zero weight adds an exact zero.  Every other model is solved on its own.
+    """
+    series = [m for m in model_list if isinstance(m, _SERIES)]
+    groups: list[tuple[AbstractContinuousModel, list]] = []
+    if series:
+        alpha = max(int(getattr(m, "alpha", 1)) for m in series)
+        groups.append((HeavyBallFlow(alpha), series))
+    groups += [(m, [m]) for m in model_list if not isinstance(m, _SERIES)]
+    return groups
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+def _run_chunk(
+    chunk,
+    *,
+    points_per_chunk,
+    max_pieces,
+    mesh,
+    loss,
+    has_data,
+    u0,
+    sets,
+    data_all,
+    model_list,
+    tables,
+    rtol,
+    atol,
+    solver,
+    max_steps,
+    solver_check,
+) -> list[dict]:
+    ndev = mesh.devices.size
+    b = NamedSharding(mesh, PartitionSpec(_AXIS))
+    r = NamedSharding(mesh, PartitionSpec())
+    f64 = np.float64
+    u0_g = jax.tree_util.tree_map(lambda x: _global(np.asarray(x), r), u0)
+    data_g = jax.tree_util.tree_map(lambda x: _global(np.asarray(x), r), data_all)
+    chunk_pieces = _global(np.array(max(p.num_steps for p in chunk), np.int64), r)
+
+    def batched(points, lanes):  # per-lane settings, padded with copies of the first lane
+        points = points + [points[0]] * (lanes - len(points))
+        return points, (
+            _global(np.array([p.eta for p in points], f64), b),
+            _global(np.array([p.beta for p in points], f64), b),
+            _global(np.array([p.num_steps for p in points], np.int64), b),
+            _global(np.array([p.data for p in points], np.int64), b),
+        )
+
+    padded, (etas, betas, _, idxs) = batched(list(chunk), _round_up(points_per_chunk, ndev))
+    looks = _global(np.array([_LOOKAHEAD[p.method] * p.beta for p in padded], f64), b)
+    run_iterates = _batched_iterates(loss, has_data, max_pieces, mesh)
+    iterates = _to_host(run_iterates(u0_g, etas, betas, looks, idxs, data_g))
+
+    diverged: dict[int, str] = {}
+    for j, p in enumerate(chunk):
+        bad = ~np.all(np.isfinite(iterates[j, : p.num_steps + 1]), axis=1)
+        if bad.any():
+            bound = (lambda q, d=sets[p.data]: loss(q, d)) if has_data else loss
+            diverged[j] = divergence_message(
+                bound, u0, p.method, p.beta, p.eta, int(np.flatnonzero(bad)[0])
+            )
+
+    rows: dict[tuple[int, str], dict] = {}
+    for carrier, members in _groups(model_list):
+        lanes = [(j, p, m) for j, p in enumerate(chunk) for m in members]
+        size = _round_up(points_per_chunk * len(members), ndev)
+        lane_points, (etas_l, betas_l, nums_l, idxs_l) = batched([p for _, p, _ in lanes], size)
+        lane_models = [m for _, _, m in lanes] + [lanes[0][2]] * (size - len(lanes))
+        width = carrier.coefficients(chunk[0].method, chunk[0].beta, 1).shape[1]
+        stacked = np.zeros((size, max_pieces, width), dtype=f64)
+        for i, (p, m) in enumerate(zip(lane_points, lane_models)):
+            table = tables.get(m, p.method, p.beta)
+            stacked[i, :, : table.shape[1]] = table
+            stacked[i, p.num_steps :] = stacked[i, p.num_steps - 1]  # harmless beyond K
+        tables_g = _global(stacked, b)
+        run = _batched_solver(carrier, loss, has_data, solver, max_steps, mesh)
+
+        def solve(rt, at, run=run, tables_g=tables_g, e=etas_l, be=betas_l, n=nums_l, i=idxs_l):
+            xs, codes, _ = run(
+                u0_g,
+                e,
+                be,
+                tables_g,
+                n,
+                i,
+                data_g,
+                chunk_pieces,
+                _global(np.array(rt, f64), r),
+                _global(np.array(at, f64), r),
+            )
+            return _to_host(xs), _to_host(codes)
+
+        xs, codes = solve(rtol, atol)
+        tight = solve(rtol / 100, atol / 100) if solver_check else None
+        for lane, (j, p, model) in enumerate(lanes):
+            row = _row(p, model)
+            rows[(p.index, model.name)] = row
+            if j in diverged:
+                row["failure"] = diverged[j]
+                continue
+            k = p.num_steps
+            traj = xs[lane, : k + 1]
+            message = _failure(model.name, p, traj, codes[lane, :k], max_steps, rtol, atol)
+            if message is None and tight is not None:
+                message = _failure(
+                    model.name,
+                    p,
+                    tight[0][lane, : k + 1],
+                    tight[1][lane, :k],
+                    max_steps,
+                    rtol,
+                    atol,
+                )
+                if message is not None:
+                    message += (
+                        " [in the solve with 100x tighter tolerances that estimates the "
+                        "solver error]"
+                    )
+            if message is not None:
+                row["failure"] = message
+                continue
+            e = np.linalg.norm(traj - iterates[j, : k + 1], axis=1)
+            row["max_error"] = float(e.max())
+            row["final_error"] = float(e[-1])
+            if tight is not None:
+                row["solver_error"] = float(
+                    np.linalg.norm(traj - tight[0][lane, : k + 1], axis=1).max()
+                )
+    order = sorted(chunk, key=lambda q: q.index)
+    return [rows[(p.index, m.name)] for p in order for m in model_list]
+
+
+def _row(p: SweepPoint, model) -> dict:
+    return {
+        "point": p.index,
+        "method": p.method,
+        "beta": p.beta,
+        "eta": p.eta,
+        "lambda": p.lam,
+        "horizon": p.horizon,
+        "num_steps": p.num_steps,
+        "data": p.data,
+        "model": model.name,
+        "expected_order": int(model.order(p.method, p.beta)),
+        "max_error": math.nan,
+        "final_error": math.nan,
+        "solver_error": math.nan,
+        "failure": "",
+    }
+
+
+def _failure(name, p: SweepPoint, xs, codes, max_steps, rtol, atol) -> str | None:
+    """The message of a failed solve (as `hbflow.solve_model` words it), or None."""
+    eta, beta = p.eta, p.beta
+    failed = np.flatnonzero(codes != _OK)
+    bad = ~np.all(np.isfinite(xs), axis=1)
+    first_bad = int(np.flatnonzero(bad)[0]) - 1 if bad.any() else None
+    if failed.size and (first_bad is None or int(failed[0]) <= first_bad):
+        k = int(failed[0])
+        reason = _MESSAGES[int(codes[k])].format(max_steps=max_steps)
+        before, after = np.linalg.norm(xs[k]), np.linalg.norm(xs[k + 1])
+        if not np.isfinite(after) or after > 1e3 * (1.0 + before):
+            advice = (
+                f"|u| grows from {before:.3g} to {after:.3g} on this piece, so the flow "
+                "probably blows up in finite time: shorten the horizon, use a smaller eta, or "
+                "a lower-order model"
+            )
+        else:
+            advice = (
+                f"raise max_steps (now {max_steps}), loosen rtol/atol (now {rtol:g}/{atol:g}), "
+                f"or use a smaller eta"
+            )
+        return (
+            f"model {name}: the solve failed on piece k={k} (t in [{k * eta:.6g}, "
+            f"{(k + 1) * eta:.6g}]) with eta={eta:g}, beta={beta:g}: {reason}. What to change: "
+            f"{advice}"
+        )
+    if first_bad is not None:
+        k = first_bad
+        return (
+            f"model {name}: the solution is not finite at t_{k + 1} = {(k + 1) * eta:.6g} (end "
+            f"of piece k={k}); the flow blows up for eta={eta:g}, beta={beta:g}. What to "
+            "change: a shorter horizon, a smaller eta, or a lower-order model"
+        )
+    return None
+
+
+def _slopes(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["method"], r["beta"], r["horizon"], r["data"], r["model"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (method, beta, horizon, data, model), rs in groups.items():
+        if len(rs) < 2:
+            continue
+        x = np.log([r["eta"] for r in rs])
+        y = np.log(np.asarray([r["max_error"] for r in rs], dtype=np.float64))
+        slope = math.nan
+        if np.all(np.isfinite(y)):
+            xm = x - x.mean()
+            slope = float(xm @ (y - y.mean()) / (xm @ xm))
+        out.append(
+            {
+                "method": method,
+                "beta": beta,
+                "horizon": horizon,
+                "data": data,
+                "model": model,
+                "num_etas": len(rs),
+                "slope": slope,
+                "expected_order": rs[0]["expected_order"],
+            }
+        )
+    return out
+
+
+# --- on disk --------------------------------------------------------------------------------------
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _from_json_row(row: dict) -> dict:
+    out = dict(row)
+    for key in ("max_error", "final_error", "solver_error"):
+        out[key] = math.nan if out.get(key) is None else float(out[key])
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _is_temporary(path: Path) -> bool:
+    """A file `_atomic_write` left behind when it was killed before moving it into place."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def load_sweep_results(out: str | os.PathLike) -> dict:
+    """Read a sweep's ``results.json`` from folder `out` (NaN for the errors of failed runs).
+
+    **Returns:** the dict with keys ``manifest``, ``complete``, ``points_done``,
+    ``points_total``, ``rows`` and ``slopes``.
+
+    **Raises:** `ValueError` if the folder holds no readable sweep table.
+    """
+    path = Path(out) / "results.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["rows"] = [_from_json_row(r) for r in data["rows"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"out: {path} is not a readable sweep table: {err}") from None
+    return data
+
+
+class _Store:
+    """The output folder: manifest, finished chunks, and the table so far."""
+
+    def __init__(self, out, manifest: dict, writer: bool):
+        if not isinstance(out, (str, os.PathLike)):
+            raise ValueError(f"out must be a folder path, got {out!r}")
+        self.root = Path(out)
+        self.writer = writer
+        # Compare through JSON, the form in which a manifest is stored.
+        self.manifest = json.loads(json.dumps(manifest))
+        self.chunk_dir = self.root / "chunks"
+        path = self.root / "manifest.json"
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"out: {self.root} exists and is not a folder")
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise ValueError(
+                    f"out: {path} is not a readable sweep manifest ({err}); use another folder"
+                ) from None
+            if stored != self.manifest:
+                diff = sorted(
+                    k
+                    for k in set(stored) | set(self.manifest)
+                    if stored.get(k) != self.manifest.get(k)
+                )
+                raise ValueError(
+                    f"out: {self.root} holds the results of a different sweep (its "
+                    f"{', '.join(diff)} differ); use another folder, or the same arguments to "
+                    "resume it"
+                )
+        elif self.root.is_dir() and any(not _is_temporary(p) for p in self.root.iterdir()):
+            raise ValueError(
+                f"out: {self.root} is not empty and holds no sweep manifest; use an empty or "
+                "new folder"
+            )
+        if not writer:
+            return
+        try:
+            # The manifest first: a folder holding anything of a sweep also holds its manifest.
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                _atomic_write(path, json.dumps(self.manifest, indent=1))
+            self.chunk_dir.mkdir(exist_ok=True)
+        except OSError as err:
+            raise ValueError(
+                f"out: cannot write the sweep to {self.root}: {err.strerror or err}"
+            ) from None
+
+    def _chunk_path(self, c: int) -> Path:
+        return self.chunk_dir / f"chunk-{c:06d}.json"
+
+    def load_chunk(self, c: int, chunk: list[SweepPoint], names) -> list[dict] | None:
+        path = self._chunk_path(c)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rows = [_from_json_row(r) for r in data["rows"]]
+            want = sorted(p.index for p in chunk)
+            if data["points"] != want or len(rows) != len(want) * len(names):
+                return None
+            if [(r["point"], r["model"]) for r in rows] != [(i, n) for i in want for n in names]:
+                return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # missing or unreadable: compute it (again)
+        return rows
+
+    def save_chunk(self, c: int, chunk: list[SweepPoint], rows: list[dict]) -> None:
+        if not self.writer:
+            return
+        data = {
+            "chunk": c,
+            "points": sorted(p.index for p in chunk),
+            "rows": [{k: _jsonable(v) for k, v in r.items()} for r in rows],
+        }
+        _atomic_write(self._chunk_path(c), json.dumps(data))
+
+    def save_results(self, rows: list[dict], slopes: list[dict], *, total: int) -> None:
+        if not self.writer:
+            return
+        done = len({r["point"] for r in rows})
+        data = {
+            "manifest": self.manifest,
+            "complete": done == total,
+            "points_done": done,
+            "points_total": total,
+            "rows": [{k: _jsonable(v) for k, v in r.items()} for r in rows],
+            "slopes": [{k: _jsonable(v) for k, v in s.items()} for s in slopes],
+        }
+        _atomic_write(self.root / "results.json", json.dumps(data, indent=1))
+        _atomic_write(self.root / "results.csv", _csv(rows))
