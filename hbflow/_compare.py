@@ -60,6 +60,7 @@ from ._validate import (
     check_loss,
     check_method,
     check_positive,
+    horizon_hint,
     require_float64,
 )
 
@@ -382,7 +383,7 @@ def _check_etas(etas, horizon: float) -> tuple[np.ndarray, list[int]]:
     for e in etas.tolist():
         k = round(horizon / e)
         if k < 1 or abs(k * e - horizon) > _HORIZON_RTOL * horizon:
-            hint = f"e.g. horizon={max(k, 1) * e:g}" if k >= 1 else f"at least {e:g}"
+            hint = horizon_hint(etas.tolist(), horizon)
             raise ValueError(
                 f"horizon {horizon:g} must be a positive integer multiple of every eta; "
                 f"horizon/eta = {horizon / e:.6g} for eta={e:g} ({hint})"

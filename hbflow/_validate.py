@@ -32,6 +32,9 @@ __all__ = [
     "check_count",
     "check_order",
     "check_positive",
+    "exact_step_size",
+    "common_multiple",
+    "horizon_hint",
     "require_float64",
     "as_float_tree",
     "check_loss",
@@ -118,6 +121,79 @@ def check_positive(x, name: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
     return value
+
+
+def exact_step_size(eta: Any) -> Fraction:
+    """A step size as the exact rational its decimal reads: ``0.03`` is $3/100$.
+
+    A float is read through its ``repr`` (the shortest decimal that round-trips), not as the
+    binary double nearest to it; a string (the command line's text) is read as written;
+    fractions and integers are exact already.
+    """
+    if isinstance(eta, Fraction):
+        return eta
+    if isinstance(eta, str):
+        return Fraction(eta.strip())
+    return Fraction(repr(float(eta)))
+
+
+def common_multiple(etas: Any) -> Fraction:
+    r"""The least common multiple of the step sizes, as exact rationals.
+
+    For fractions in lowest terms,
+    $\operatorname{lcm}(p_1/q_1, p_2/q_2) = \operatorname{lcm}(p_1, p_2)/\gcd(q_1, q_2)$: the
+    smallest $T > 0$ with every $T/\eta_i$ an integer.  Each step size is read by
+    `exact_step_size`.
+    """
+    exact = [exact_step_size(e) for e in etas]
+    numerator, denominator = exact[0].numerator, exact[0].denominator
+    for f in exact[1:]:
+        numerator = math.lcm(numerator, f.numerator)
+        denominator = math.gcd(denominator, f.denominator)
+    return Fraction(numerator, denominator)
+
+
+def _decimal(x: Fraction) -> str:
+    return f"{float(x):.12g}"
+
+
+def horizon_hint(etas: Any, horizon: float) -> str:
+    r"""What to do when `horizon` is not a multiple of every step size: a sentence.
+
+    Offers the multiples of the least common multiple $L$ of the step sizes (`common_multiple`,
+    read exactly from their decimals) on either side of `horizon`, when the nearer one is within a
+    factor 2 of it.  Otherwise the step sizes have no common multiple near the horizon, and the
+    hint offers step sizes that nest: the largest one and its halves
+    $\eta_1, \eta_1/2, \eta_1/4, \dots$, whose common multiples are those of $\eta_1$, with the
+    multiples of $\eta_1$ nearest to `horizon`.
+    """
+    exact = [exact_step_size(e) for e in etas]
+    target = exact_step_size(horizon)
+    lcm = common_multiple(exact)
+    multiples = _nearest_multiples(lcm, target)
+    if multiples[0] <= 2 * target:
+        return (
+            f"e.g. {_or(multiples)}: multiples of {_decimal(lcm)}, the least common multiple of "
+            "the step sizes, each read exactly as its decimal"
+        )
+    largest = max(exact)
+    nested = ",".join(_decimal(largest / 2**j) for j in range(max(len(exact), 2)))
+    return (
+        f"the step sizes have no common multiple near {_decimal(target)} (their least common "
+        f"multiple, read exactly from their decimals, is {_decimal(lcm)}); use step sizes that "
+        f"nest, each half the one before, e.g. etas={nested} with "
+        f"{_or(_nearest_multiples(largest, target))}"
+    )
+
+
+def _nearest_multiples(step: Fraction, target: Fraction) -> list[Fraction]:
+    """The positive multiples of `step` next to `target`: below and above it, or the smallest."""
+    below = step * math.floor(target / step)
+    return [below, below + step] if below > 0 else [step]
+
+
+def _or(horizons: list[Fraction]) -> str:
+    return " or ".join(f"horizon={_decimal(m)}" for m in horizons)
 
 
 def check_count(n: Any, name: str, *, minimum: int = 1) -> int:

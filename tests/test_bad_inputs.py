@@ -175,7 +175,8 @@ API_CASES = {
     "compare-horizon-multiple": (
         lambda: compare(horizon=0.33),
         r"horizon 0\.33 must be a positive integer multiple of every "
-        r"eta; horizon/eta = 3\.3 for eta=0\.1 \(e\.g\. horizon=0\.3\)",
+        r"eta; horizon/eta = 3\.3 for eta=0\.1 \(e\.g\. horizon=0\.3 or horizon=0\.4: "
+        r"multiples of 0\.1, the least common multiple",
     ),
     "compare-horizon-short": (
         lambda: compare(horizon=0.04),
