@@ -803,20 +803,30 @@ def _diagnostics(sweep: _Sweep, flat_iterates: list[np.ndarray | None]) -> _Diag
             "oscillate with growing amplitude there; use smaller step sizes"
         )
     if np.any(lambda_h > LAMBDA_SMALL):
-        worst = int(np.argmax(lambda_h))
-        warnings.append(
-            f"lambda*|grad^2 L| = {lambda_h[worst]:.3g} at eta = {etas[worst]:g} is not small "
-            f"(> {LAMBDA_SMALL:g}; lambda = eta/(1-beta)^2 = {lambdas[worst]:.3g}): the expansions "
-            "in powers of lambda*|grad^2 L| converge slowly or not at all, so measured slopes "
-            "may be pre-asymptotic"
-            + (
-                "; near 1 or above, no first-order flow can follow the oscillations of the "
-                "momentum iterates"
-                if lambda_h[worst] > 0.5
-                else ""
-            )
-        )
+        warnings.append(_lambda_warning(etas, lambdas, lambda_h))
     return _Diagnostics(lambdas, hessian_norm, lambda_h, warnings)
+
+
+def _lambda_warning(etas: np.ndarray, lambdas: np.ndarray, lambda_h: np.ndarray) -> str:
+    r"""The warning for every step size with $\lambda\|\nabla^2 L\|$ above `LAMBDA_SMALL`."""
+    above = np.flatnonzero(lambda_h > LAMBDA_SMALL)
+    many = len(above) > 1
+
+    def listed(values: np.ndarray, spec: str) -> str:
+        return ", ".join(format(float(values[i]), spec) for i in above)
+
+    return (
+        f"lambda*|grad^2 L| = {listed(lambda_h, '.3g')} at eta = {listed(etas, 'g')} "
+        f"{'are' if many else 'is'} not small (> {LAMBDA_SMALL:g}; lambda = eta/(1-beta)^2 = "
+        f"{listed(lambdas, '.3g')}): the expansions in powers of lambda*|grad^2 L| converge "
+        "slowly or not at all, so measured slopes may be pre-asymptotic"
+        + (
+            "; near 1 or above, no first-order flow can follow the oscillations of the "
+            "momentum iterates"
+            if np.max(lambda_h) > 0.5
+            else ""
+        )
+    )
 
 
 def _finish(sweep: _Sweep, outcome: _Outcome) -> OrderStudy:

@@ -51,7 +51,7 @@ METHODS = ("hb", "nag", "gd")
 def check_method(method: str) -> str:
     """`method` if it is one of `METHODS`, else a `ValueError` listing them."""
     if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     return method
 
 
@@ -61,8 +61,8 @@ def _check_beta_range(value: float | Fraction, given: Any, method: str | None, n
         raise ValueError(f"{name} must be in [0, 1), got {given!r}")
     if method == "gd" and value != 0:
         raise ValueError(
-            f"method 'gd' is the case beta = 0, got {name}={given!r}; use method 'hb' or 'nag' "
-            "for momentum"
+            f"method 'gd' is the case beta = 0, got {name}={given!r}; pass {name}=0 with 'gd', "
+            "or use method 'hb' or 'nag' for momentum"
         )
 
 
@@ -259,11 +259,16 @@ def _where(path) -> str:
 def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
     """`tree` with every leaf a real floating JAX array, checked to be finite where concrete.
 
-    Integer and boolean leaves become float64; with `float64` every leaf does.
+    Integer and boolean leaves become float64; with `float64` every leaf does.  A (nested)
+    Python list or tuple of numbers, such as ``[1.0, 0.7]``, is one array, as `numpy.asarray`
+    reads it (JAX would see a pytree of scalars, which a loss written for an array cannot take);
+    a list of arrays stays a pytree.
 
-    **Raises:** `ValueError` naming `name` if the tree has no entries, a leaf is not an array of
-    real numbers (a string, ``None``, complex), or a concrete leaf holds NaN or Inf.
+    **Raises:** `ValueError` naming `name` if the tree has no entries, a list of numbers is
+    ragged, a leaf is not an array of real numbers (a string, ``None``, complex), or a concrete
+    leaf holds NaN or Inf.
     """
+    tree = _list_as_array(tree, name)
     paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
     if not paths_leaves:
         raise ValueError(
@@ -292,6 +297,25 @@ def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
         if value is not None and not np.all(np.isfinite(value)):
             raise ValueError(f"{name} must be finite; {name}{_where(path)} contains NaN or Inf")
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _numbers_only(obj: Any) -> bool:
+    if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):  # not a NamedTuple
+        return bool(obj) and all(_numbers_only(x) for x in obj)
+    return isinstance(obj, (int, float, np.number)) and not isinstance(obj, bool)
+
+
+def _list_as_array(tree: PyTree, name: str) -> PyTree:
+    """A (nested) list or tuple of Python numbers as one float64 array; anything else as is."""
+    if not (isinstance(tree, (list, tuple)) and _numbers_only(tree)):
+        return tree
+    try:
+        return jnp.asarray(np.asarray(tree, dtype=np.float64))
+    except ValueError:
+        raise ValueError(
+            f"{name} is a ragged list of numbers; pass a jnp.array (or a pytree of arrays), "
+            f"got {tree!r}"
+        ) from None
 
 
 def _shapes(tree: PyTree) -> str:

@@ -271,12 +271,12 @@ API_CASES = {
     "compare-method": (lambda: compare(method="adam"), r"method must be one of hb, nag, gd"),
     "iterates-method": (
         lambda: iterates(method="adam"),
-        r"method must be one of hb, nag, gd; got 'adam'",
+        r"method must be one of hb, nag, gd, got 'adam'",
     ),
     "solve-method": (lambda: solve(method="sgd"), r"method must be one of hb, nag, gd"),
     "counter_terms-method": (
         lambda: hbflow.counter_terms(3, "adam"),
-        r"method must be one of hb, nag, gd; got 'adam'",
+        r"method must be one of hb, nag, gd, got 'adam'",
     ),
     "coefficients_at-method": (
         lambda: hbflow.coefficients_at(2, 1, method="sgd"),
