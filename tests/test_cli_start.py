@@ -1,4 +1,4 @@
-"""Starts for real models (``--x0 module:name``, ``.npy``, ``.npz``), list starts, CLI conventions."""
+"""Starts for real models (module:name, .npy, .npz), starts as lists, CLI conventions."""
 
 import inspect
 import json
