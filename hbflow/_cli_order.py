@@ -21,6 +21,19 @@ DEFAULTS = {
 }
 
 
+#: What the table's columns mean, under ``hbflow order --help`` (also in docs/cli.md).
+ORDER_EPILOG = (
+    "Reading the table: 'slope' is the least-squares slope of log(max error) against log(eta), "
+    "the measured order; 'spread' is the largest distance from it of the local slopes between "
+    "neighbouring step sizes: near 0 the errors lie on a line and the slope is the order, "
+    "several tenths mean the step sizes are not yet asymptotic (see lambda|H|) or the error "
+    "reached the solver error. 'gf', the gradient flow, expects order 0 against heavy ball or "
+    "Nesterov with beta > 0: their iterates move along du/dt = -grad L/(1-beta), 1/(1-beta) "
+    "times faster, so its distance to them at a fixed horizon does not shrink with eta ('rgf' "
+    "has the right speed: order 1); with gd (beta = 0) it expects order 1."
+)
+
+
 def add_order_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``order`` subcommand on an `argparse` subparsers object."""
     p = subparsers.add_parser(
@@ -31,6 +44,7 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
             "max_k |u(t_k) - u_k| between each continuous model and the iterates from rest, and "
             "fit its order in the step size. With no option, runs the built-in 2-D problem."
         ),
+        epilog=ORDER_EPILOG,
     )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--problem", help=_problem_help())
@@ -59,7 +73,11 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
         help=_models_help(),
     )
     p.add_argument("--format", default="text", help="text (default) or json")
-    p.add_argument("--plot", metavar="FILE.png", help="also save a plot")
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also save a plot; the format follows the suffix (.png, or .pdf/.svg for a paper)",
+    )
     p.add_argument("--rtol", default="1e-12", help="solver relative tolerance (default 1e-12)")
     p.add_argument("--atol", default="1e-12", help="solver absolute tolerance (default 1e-12)")
     p.add_argument(

@@ -152,3 +152,15 @@ def test_order_help_lists_the_problems_and_model_families():
         assert name in "".join(text.split())
     for family in ["hbfN", "steadyN", *_FIXED]:
         assert re.search(rf"\b{family}\b", text), family
+
+
+def test_order_help_explains_spread_and_the_order_of_gf():
+    text = _order_help()
+    assert re.search(r"'spread' is the largest distance from it of the local slopes", text)
+    assert re.search(r"'gf', the gradient flow, expects order 0 against heavy ball", text)
+    page = " ".join((ROOT / "docs" / "cli.md").read_text().split())
+    assert "*spread* says whether the fitted slope can be trusted" in page
+    assert "*Why `gf` expects order 0 with momentum.*" in page
+    # the stated order the epilog explains is the model's
+    gf = hbflow.GradientFlow()
+    assert gf.order("hb", 0.5) == 0 and gf.order("gd", 0.0) == 1
