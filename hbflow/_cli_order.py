@@ -267,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.plot:
         from ._plot import plot_order_study
 
-        path = plot_order_study(study, args.plot)
+        path = plot_order_study(study, args.plot, problem=label)
         if args.format == "text":
             print(f"plot written to {path}")
     for warning in study.warnings:

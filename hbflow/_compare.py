@@ -153,6 +153,8 @@ class OrderStudy:
     - `iterates_seconds`: wall time of the iterates (all step sizes, with compilation).
     - `failures`: the runs that failed (`RunFailure`); their entries are NaN.  Empty unless
       `compare` was called with ``throw=False`` (it raises `OrderStudyError` otherwise).
+    - `problem`: an optional label of the problem, for titles and JSON (``None`` from
+      `compare`; set it with ``dataclasses.replace(study, problem="my-loss")``).
     """
 
     method: str
@@ -167,6 +169,7 @@ class OrderStudy:
     warnings: tuple[str, ...]
     iterates_seconds: float
     failures: tuple[RunFailure, ...] = ()
+    problem: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -176,6 +179,7 @@ class OrderStudy:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN becomes ``None``)."""
         return {
+            **({"problem": self.problem} if self.problem is not None else {}),
             "method": self.method,
             "beta": self.beta,
             "horizon": self.horizon,
