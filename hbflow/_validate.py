@@ -278,11 +278,13 @@ def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
     for path, leaf in paths_leaves:
         where = f"{name}{_where(path)}"
         if isinstance(leaf, (str, bytes)) or leaf is None:
-            raise ValueError(f"{where} must be an array of real numbers, got {leaf!r}")
+            raise ValueError(f"{where} must be an array of real numbers, got {_short(leaf)}")
         try:
             arr = jnp.asarray(leaf)
         except (TypeError, ValueError):
-            raise ValueError(f"{where} must be an array of real numbers, got {leaf!r}") from None
+            raise ValueError(
+                f"{where} must be an array of real numbers, got {_short(leaf)}"
+            ) from None
         if jnp.issubdtype(arr.dtype, jnp.complexfloating):
             raise ValueError(f"{where} must be real, got dtype {arr.dtype}")
         if not jnp.issubdtype(arr.dtype, jnp.number) and arr.dtype != jnp.bool_:
@@ -297,6 +299,12 @@ def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
         if value is not None and not np.all(np.isfinite(value)):
             raise ValueError(f"{name} must be finite; {name}{_where(path)} contains NaN or Inf")
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _short(x: Any, width: int = 80) -> str:
+    """``repr(x)``, cut to `width` characters (a module's docstring, a long list)."""
+    text = repr(x)
+    return text if len(text) <= width else text[: width - 4] + " ..."
 
 
 def _numbers_only(obj: Any) -> bool:

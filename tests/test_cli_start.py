@@ -164,3 +164,10 @@ def test_order_help_explains_spread_and_the_order_of_gf():
     # the stated order the epilog explains is the model's
     gf = hbflow.GradientFlow()
     assert gf.order("hb", 0.5) == 0 and gf.order("gd", 0.0) == 1
+
+
+def test_a_start_that_is_not_an_array_is_named_briefly(capsys):
+    code = main(["order", "--x0", "json:__doc__"])  # a long string, not an array
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("hbflow: error: --x0 must be an array of real numbers")
+    assert len(err) < 200 and err.rstrip().endswith("...")
