@@ -472,18 +472,21 @@ CLI_CASES = {
     # names
     "order-problem": (
         ["order", "--problem", "nope"],
-        r"--problem: unknown problem 'nope'; valid: .*himmelblau-scaled",
+        r"--problem must be one of .*himmelblau-scaled.*, got 'nope'",
     ),
     "order-model": (
         ["order", "--models", "hbf2,foo"],
         r"unknown model 'foo'; valid models are hbfN and steadyN",
     ),
-    "order-method": (["order", "--method", "sgd"], r"method must be one of hb, nag, gd; got 'sgd'"),
+    "order-method": (["order", "--method", "sgd"], r"method must be one of hb, nag, gd, got 'sgd'"),
     "derive-method": (
         ["derive", "--order", "2", "--method", "sgd"],
         r"method must be one of hb, nag, gd",
     ),
-    "order-format": (["order", "--format", "xml"], r"--format must be text or json"),
+    "order-format": (
+        ["order", "--format", "xml"],
+        r"--format must be one of text, json, got 'xml'",
+    ),
     "derive-format": (
         ["derive", "--order", "2", "--format", "xml"],
         r"format must be one of text, latex, json",
