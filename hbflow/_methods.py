@@ -149,7 +149,7 @@ def iterates(
     - `loss`: a JAX function of the parameters returning a real scalar $L(u)$.  The same Python
       object should be passed on every call to reuse the compiled iteration.
     - `u0`: the initial parameters, an array or any pytree of arrays (integer leaves are cast to
-      float64).
+      float64); a list of numbers such as ``[1.0, 0.7]`` is read as one array.
     - `method`: ``"gd"``, ``"hb"`` (default) or ``"nag"``.
     - `beta`: the momentum parameter, $0 \le \beta < 1$ (default 0.5).  For ``"gd"`` it must
       be 0.  The defaults are those of `compare`, so that the iterates it compares with are
