@@ -69,11 +69,18 @@ def _run_derive(args) -> int:
     return 0
 
 
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"hbflow {__version__}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hbflow",
         description="Continuous-time models of heavy-ball, Nesterov and gradient descent.",
     )
+    _add_version(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_derive_parser(subparsers)
     add_order_parser(subparsers)

@@ -21,6 +21,19 @@ DEFAULTS = {
 }
 
 
+#: What the table's columns mean, under ``hbflow order --help`` (also in docs/cli.md).
+ORDER_EPILOG = (
+    "Reading the table: 'slope' is the least-squares slope of log(max error) against log(eta), "
+    "the measured order; 'spread' is the largest distance from it of the local slopes between "
+    "neighbouring step sizes: near 0 the errors lie on a line and the slope is the order, "
+    "several tenths mean the step sizes are not yet asymptotic (see lambda|H|) or the error "
+    "reached the solver error. 'gf', the gradient flow, expects order 0 against heavy ball or "
+    "Nesterov with beta > 0: their iterates move along du/dt = -grad L/(1-beta), 1/(1-beta) "
+    "times faster, so its distance to them at a fixed horizon does not shrink with eta ('rgf' "
+    "has the right speed: order 1); with gd (beta = 0) it expects order 1."
+)
+
+
 def add_order_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``order`` subcommand on an `argparse` subparsers object."""
     p = subparsers.add_parser(
@@ -31,13 +44,19 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
             "max_k |u(t_k) - u_k| between each continuous model and the iterates from rest, and "
             "fit its order in the step size. With no option, runs the built-in 2-D problem."
         ),
+        epilog=ORDER_EPILOG,
     )
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--problem", help="a named problem (default: the built-in 2-D problem)")
+    source.add_argument("--problem", help=_problem_help())
     source.add_argument(
         "--loss", help="module:function, a JAX scalar loss importable from the current directory"
     )
-    p.add_argument("--x0", help="start, comma-separated (default: the problem's)")
+    p.add_argument(
+        "--x0",
+        help="the start: comma-separated numbers; module:name (an array or pytree, or a function "
+        "of no arguments returning one, in an importable module); or a .npy file (an array) or "
+        ".npz file (a dict of arrays) (default: the problem's)",
+    )
     p.add_argument("--method", default=DEFAULTS["method"], help="hb (default), nag or gd")
     p.add_argument(
         "--beta", default=None, help=f"momentum in [0, 1) (default {DEFAULTS['beta']}; 0 for gd)"
@@ -51,10 +70,14 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--models",
         default=DEFAULTS["models"],
-        help="comma-separated: hbfN, steadyN (N >= 1), rgf, ks2, mgf, gf",
+        help=_models_help(),
     )
     p.add_argument("--format", default="text", help="text (default) or json")
-    p.add_argument("--plot", metavar="FILE.png", help="also save a plot")
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also save a plot; the format follows the suffix (.png, or .pdf/.svg for a paper)",
+    )
     p.add_argument("--rtol", default="1e-12", help="solver relative tolerance (default 1e-12)")
     p.add_argument("--atol", default="1e-12", help="solver absolute tolerance (default 1e-12)")
     p.add_argument(
@@ -62,6 +85,28 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.set_defaults(run=run_order)
     return p
+
+
+def _problem_help() -> str:
+    from ._problems import DEFAULT_PROBLEM, problem_names
+
+    return f"a built-in problem: {', '.join(problem_names())} (default: {DEFAULT_PROBLEM})"
+
+
+#: The model families ``--models`` takes, with what each is (docs/theory.md#continuous-models).
+MODEL_FAMILIES = {
+    "hbfN": "heavy-ball flow of order N >= 1",
+    "steadyN": "its steady state, a memoryless flow of order N >= 1",
+    "gf": "gradient flow",
+    "rgf": "rescaled gradient flow",
+    "ks2": "Kovachki-Stuart second-order ODE",
+    "mgf": "momentum gradient flow",
+}
+
+
+def _models_help() -> str:
+    families = "; ".join(f"{name}: {what}" for name, what in MODEL_FAMILIES.items())
+    return f"comma-separated models ({families}) (default: {DEFAULTS['models']})"
 
 
 def _stderr_is_terminal() -> bool:
@@ -110,6 +155,7 @@ def _load_loss(spec: str):
     module_name, sep, func_name = spec.partition(":")
     if not sep or not module_name or not func_name:
         raise ValueError(f"--loss must be module:function, got {spec!r}")
+    _check_module_name(module_name, func_name, "--loss")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -149,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
     from ._validate import check_beta, check_count, check_method, check_positive
 
     if args.format not in ("text", "json"):
-        raise ValueError(f"--format must be text or json, got {args.format!r}")
+        raise ValueError(f"--format must be one of text, json, got {args.format!r}")
     method = check_method(args.method)
     if args.beta is None:
         beta = 0.0 if method == "gd" else DEFAULTS["beta"]
@@ -168,21 +214,24 @@ def _run(args: argparse.Namespace) -> int:
     if args.loss:
         loss = _load_loss(args.loss)
         if args.x0 is None:
-            raise ValueError("--x0 is required with --loss")
+            raise ValueError(
+                "--x0 is required with --loss: a comma list, module:name or a .npy/.npz file"
+            )
         label = args.loss
     else:
         name = args.problem or DEFAULT_PROBLEM
         if name not in problem_names():
-            raise ValueError(
-                f"--problem: unknown problem {name!r}; valid: {', '.join(problem_names())}"
-            )
+            raise ValueError(f"--problem must be one of {', '.join(problem_names())}, got {name!r}")
         problem = get_problem(name)
         loss = problem.loss
         label = problem.name
-    if args.x0 is not None:
+    start = None
+    if args.x0 is not None and _is_comma_list(args.x0):
         x0 = jnp.asarray(_floats(args.x0, "x0"), dtype=jnp.float64)
         if not args.loss:
             _check_x0_fits(x0, problem)
+    elif args.x0 is not None:
+        x0, start = _load_start(args.x0)
     else:
         x0 = problem.u0
     if args.plot and not os.path.splitext(args.plot)[1]:
@@ -208,15 +257,17 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.format == "json":
         data = study.to_json()
-        data = {"problem": label, **data}
+        data = {"problem": label, **({"start": start} if start else {}), **data}
         print(json.dumps(data, indent=2))
     else:
         print(f"problem: {label}")
+        if start:
+            print(f"start: {start}")
         print(study.to_text())
     if args.plot:
         from ._plot import plot_order_study
 
-        path = plot_order_study(study, args.plot)
+        path = plot_order_study(study, args.plot, problem=label)
         if args.format == "text":
             print(f"plot written to {path}")
     for warning in study.warnings:
@@ -251,3 +302,92 @@ def _check_x0_fits(x0, problem) -> None:
             f"--x0 must have {size} numbers for problem {problem.name} (its start is "
             f"{', '.join(f'{v:g}' for v in leaves[0].ravel().tolist())}), got {x0.shape[0]}"
         )
+
+
+def _check_module_name(module_name: str, attr: str, option: str) -> None:
+    """Refuse a file name where a module name belongs, saying what to write instead."""
+    if module_name.endswith(".py"):
+        folder, _, stem = module_name[:-3].replace("\\", "/").rpartition("/")
+        where = f" and run from {folder!r} (or add it to PYTHONPATH)" if folder else ""
+        raise ValueError(
+            f"{option} takes a module name, not a file: drop the .py{where}, e.g. "
+            f"{option} {stem}:{attr}"
+        )
+
+
+def _is_comma_list(text: str) -> bool:
+    return ":" not in text and not text.strip().lower().endswith((".npy", ".npz"))
+
+
+def _load_start(text: str):
+    """The start of ``--x0 module:name`` or ``--x0 FILE.npy|FILE.npz``, and what was loaded.
+
+    Returns ``(u0, description)``; the description (the source and the structure: an array's
+    shape, a dict's keys and shapes) is printed with the study.
+    """
+    from ._validate import as_float_tree
+
+    text = text.strip()
+    if text.lower().endswith((".npy", ".npz")):
+        value = _load_array_file(text)
+    else:
+        value = _load_module_start(text)
+    u0 = as_float_tree(value, "--x0", float64=True)
+    return u0, f"{text}, {_structure(u0)}"
+
+
+def _load_array_file(path: str):
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--x0: no file {path!r} (from the current directory {os.getcwd()!r})")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):  # a .npy file: one array
+            return data
+        with data:  # a .npz file: a dict of arrays, one per name
+            value = {key: np.array(data[key]) for key in data.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"--x0: cannot read {path!r} as a NumPy .npy/.npz file: {err}") from None
+    if not value:
+        raise ValueError(f"--x0: {path!r} holds no arrays")
+    return value
+
+
+def _load_module_start(spec: str):
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ValueError(f"--x0 must be numbers, module:name or a .npy/.npz file, got {spec!r}")
+    _check_module_name(module_name, name, "--x0")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # any failure to import the user's module is a bad --x0
+        raise ValueError(
+            f"--x0: cannot import module {module_name!r} from the current directory: {err}"
+        ) from None
+    if not hasattr(module, name):
+        raise ValueError(f"--x0: module {module_name!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    if callable(value) and not hasattr(value, "shape"):
+        try:
+            value = value()
+        except Exception as err:  # the user's start function failed
+            raise ValueError(
+                f"--x0: {spec} is a function; calling it with no arguments failed: {err}"
+            ) from None
+    return value
+
+
+def _structure(tree) -> str:
+    import jax
+
+    if isinstance(tree, dict) and all(hasattr(v, "shape") for v in tree.values()):
+        keys = ", ".join(f"{k!r}: {tuple(v.shape)}" for k, v in tree.items())
+        return f"a dict of {len(tree)} arrays {{{keys}}}"
+    leaves = jax.tree_util.tree_leaves(tree)
+    if len(leaves) == 1 and hasattr(tree, "shape"):
+        return f"an array of shape {tuple(tree.shape)}"
+    size = sum(int(x.size) for x in leaves)
+    return f"a pytree of {len(leaves)} arrays, {size} numbers"

@@ -61,6 +61,7 @@ from ._validate import (
     check_loss,
     check_method,
     check_positive,
+    horizon_hint,
     require_float64,
 )
 
@@ -153,6 +154,8 @@ class OrderStudy:
     - `iterates_seconds`: wall time of the iterates (all step sizes, with compilation).
     - `failures`: the runs that failed (`RunFailure`); their entries are NaN.  Empty unless
       `compare` was called with ``throw=False`` (it raises `OrderStudyError` otherwise).
+    - `problem`: an optional label of the problem, for titles and JSON (``None`` from
+      `compare`; set it with ``dataclasses.replace(study, problem="my-loss")``).
     """
 
     method: str
@@ -167,6 +170,7 @@ class OrderStudy:
     warnings: tuple[str, ...]
     iterates_seconds: float
     failures: tuple[RunFailure, ...] = ()
+    problem: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -176,6 +180,7 @@ class OrderStudy:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN becomes ``None``)."""
         return {
+            **({"problem": self.problem} if self.problem is not None else {}),
             "method": self.method,
             "beta": self.beta,
             "horizon": self.horizon,
@@ -382,7 +387,7 @@ def _check_etas(etas, horizon: float) -> tuple[np.ndarray, list[int]]:
     for e in etas.tolist():
         k = round(horizon / e)
         if k < 1 or abs(k * e - horizon) > _HORIZON_RTOL * horizon:
-            hint = f"e.g. horizon={max(k, 1) * e:g}" if k >= 1 else f"at least {e:g}"
+            hint = horizon_hint(etas.tolist(), horizon)
             raise ValueError(
                 f"horizon {horizon:g} must be a positive integer multiple of every eta; "
                 f"horizon/eta = {horizon / e:.6g} for eta={e:g} ({hint})"
@@ -802,20 +807,30 @@ def _diagnostics(sweep: _Sweep, flat_iterates: list[np.ndarray | None]) -> _Diag
             "oscillate with growing amplitude there; use smaller step sizes"
         )
     if np.any(lambda_h > LAMBDA_SMALL):
-        worst = int(np.argmax(lambda_h))
-        warnings.append(
-            f"lambda*|grad^2 L| = {lambda_h[worst]:.3g} at eta = {etas[worst]:g} is not small "
-            f"(> {LAMBDA_SMALL:g}; lambda = eta/(1-beta)^2 = {lambdas[worst]:.3g}): the expansions "
-            "in powers of lambda*|grad^2 L| converge slowly or not at all, so measured slopes "
-            "may be pre-asymptotic"
-            + (
-                "; near 1 or above, no first-order flow can follow the oscillations of the "
-                "momentum iterates"
-                if lambda_h[worst] > 0.5
-                else ""
-            )
-        )
+        warnings.append(_lambda_warning(etas, lambdas, lambda_h))
     return _Diagnostics(lambdas, hessian_norm, lambda_h, warnings)
+
+
+def _lambda_warning(etas: np.ndarray, lambdas: np.ndarray, lambda_h: np.ndarray) -> str:
+    r"""The warning for every step size with $\lambda\|\nabla^2 L\|$ above `LAMBDA_SMALL`."""
+    above = np.flatnonzero(lambda_h > LAMBDA_SMALL)
+    many = len(above) > 1
+
+    def listed(values: np.ndarray, spec: str) -> str:
+        return ", ".join(format(float(values[i]), spec) for i in above)
+
+    return (
+        f"lambda*|grad^2 L| = {listed(lambda_h, '.3g')} at eta = {listed(etas, 'g')} "
+        f"{'are' if many else 'is'} not small (> {LAMBDA_SMALL:g}; lambda = eta/(1-beta)^2 = "
+        f"{listed(lambdas, '.3g')}): the expansions in powers of lambda*|grad^2 L| converge "
+        "slowly or not at all, so measured slopes may be pre-asymptotic"
+        + (
+            "; near 1 or above, no first-order flow can follow the oscillations of the "
+            "momentum iterates"
+            if np.max(lambda_h) > 0.5
+            else ""
+        )
+    )
 
 
 def _finish(sweep: _Sweep, outcome: _Outcome) -> OrderStudy:

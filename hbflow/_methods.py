@@ -123,8 +123,8 @@ def iterates(
     loss: Callable[[PyTree], jax.Array],
     u0: PyTree,
     *,
-    method: str,
-    beta: RealScalarLike,
+    method: str = "hb",
+    beta: RealScalarLike = 0.5,
     eta: RealScalarLike,
     num_steps: int,
     v0: PyTree | None = None,
@@ -150,9 +150,11 @@ def iterates(
     - `loss`: a JAX function of the parameters returning a real scalar $L(u)$.  The same Python
       object should be passed on every call to reuse the compiled iteration.
     - `u0`: the initial parameters, an array or any pytree of arrays (integer leaves are cast to
-      float64).
-    - `method`: ``"gd"``, ``"hb"`` or ``"nag"``.
-    - `beta`: the momentum parameter, $0 \le \beta < 1$.  For ``"gd"`` it must be 0.
+      float64); a list of numbers such as ``[1.0, 0.7]`` is read as one array.
+    - `method`: ``"gd"``, ``"hb"`` (default) or ``"nag"``.
+    - `beta`: the momentum parameter, $0 \le \beta < 1$ (default 0.5).  For ``"gd"`` it must
+      be 0.  The defaults are those of `compare`, so that the iterates it compares with are
+      ``iterates(loss, u0, eta=eta, num_steps=K)``.
     - `eta`: the step size (learning rate), finite and $> 0$.
     - `num_steps`: the number $K \ge 1$ of steps.
     - `v0`: the initial velocity $u_0 - u_{-1}$, a pytree like `u0`; ``None`` (default) means

@@ -33,6 +33,9 @@ __all__ = [
     "check_count",
     "check_order",
     "check_positive",
+    "exact_step_size",
+    "common_multiple",
+    "horizon_hint",
     "require_float64",
     "as_float_tree",
     "check_loss",
@@ -49,7 +52,7 @@ METHODS = ("hb", "nag", "gd")
 def check_method(method: str) -> str:
     """`method` if it is one of `METHODS`, else a `ValueError` listing them."""
     if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     return method
 
 
@@ -59,8 +62,8 @@ def _check_beta_range(value: float | Fraction, given: Any, method: str | None, n
         raise ValueError(f"{name} must be in [0, 1), got {given!r}")
     if method == "gd" and value != 0:
         raise ValueError(
-            f"method 'gd' is the case beta = 0, got {name}={given!r}; use method 'hb' or 'nag' "
-            "for momentum"
+            f"method 'gd' is the case beta = 0, got {name}={given!r}; pass {name}=0 with 'gd', "
+            "or use method 'hb' or 'nag' for momentum"
         )
 
 
@@ -119,6 +122,79 @@ def check_positive(x, name: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
     return value
+
+
+def exact_step_size(eta: Any) -> Fraction:
+    """A step size as the exact rational its decimal reads: ``0.03`` is $3/100$.
+
+    A float is read through its ``repr`` (the shortest decimal that round-trips), not as the
+    binary double nearest to it; a string (the command line's text) is read as written;
+    fractions and integers are exact already.
+    """
+    if isinstance(eta, Fraction):
+        return eta
+    if isinstance(eta, str):
+        return Fraction(eta.strip())
+    return Fraction(repr(float(eta)))
+
+
+def common_multiple(etas: Any) -> Fraction:
+    r"""The least common multiple of the step sizes, as exact rationals.
+
+    For fractions in lowest terms,
+    $\operatorname{lcm}(p_1/q_1, p_2/q_2) = \operatorname{lcm}(p_1, p_2)/\gcd(q_1, q_2)$: the
+    smallest $T > 0$ with every $T/\eta_i$ an integer.  Each step size is read by
+    `exact_step_size`.
+    """
+    exact = [exact_step_size(e) for e in etas]
+    numerator, denominator = exact[0].numerator, exact[0].denominator
+    for f in exact[1:]:
+        numerator = math.lcm(numerator, f.numerator)
+        denominator = math.gcd(denominator, f.denominator)
+    return Fraction(numerator, denominator)
+
+
+def _decimal(x: Fraction) -> str:
+    return f"{float(x):.12g}"
+
+
+def horizon_hint(etas: Any, horizon: float) -> str:
+    r"""What to do when `horizon` is not a multiple of every step size: a sentence.
+
+    Offers the multiples of the least common multiple $L$ of the step sizes (`common_multiple`,
+    read exactly from their decimals) on either side of `horizon`, when the nearer one is within a
+    factor 2 of it.  Otherwise the step sizes have no common multiple near the horizon, and the
+    hint offers step sizes that nest: the largest one and its halves
+    $\eta_1, \eta_1/2, \eta_1/4, \dots$, whose common multiples are those of $\eta_1$, with the
+    multiples of $\eta_1$ nearest to `horizon`.
+    """
+    exact = [exact_step_size(e) for e in etas]
+    target = exact_step_size(horizon)
+    lcm = common_multiple(exact)
+    multiples = _nearest_multiples(lcm, target)
+    if multiples[0] <= 2 * target:
+        return (
+            f"e.g. {_or(multiples)}: multiples of {_decimal(lcm)}, the least common multiple of "
+            "the step sizes, each read exactly as its decimal"
+        )
+    largest = max(exact)
+    nested = ",".join(_decimal(largest / 2**j) for j in range(max(len(exact), 2)))
+    return (
+        f"the step sizes have no common multiple near {_decimal(target)} (their least common "
+        f"multiple, read exactly from their decimals, is {_decimal(lcm)}); use step sizes that "
+        f"nest, each half the one before, e.g. etas={nested} with "
+        f"{_or(_nearest_multiples(largest, target))}"
+    )
+
+
+def _nearest_multiples(step: Fraction, target: Fraction) -> list[Fraction]:
+    """The positive multiples of `step` next to `target`: below and above it, or the smallest."""
+    below = step * math.floor(target / step)
+    return [below, below + step] if below > 0 else [step]
+
+
+def _or(horizons: list[Fraction]) -> str:
+    return " or ".join(f"horizon={_decimal(m)}" for m in horizons)
 
 
 def check_count(n: Any, name: str, *, minimum: int = 1) -> int:
@@ -184,11 +260,16 @@ def _where(path) -> str:
 def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
     """`tree` with every leaf a real floating JAX array, checked to be finite where concrete.
 
-    Integer and boolean leaves become float64; with `float64` every leaf does.
+    Integer and boolean leaves become float64; with `float64` every leaf does.  A (nested)
+    Python list or tuple of numbers, such as ``[1.0, 0.7]``, is one array, as `numpy.asarray`
+    reads it (JAX would see a pytree of scalars, which a loss written for an array cannot take);
+    a list of arrays stays a pytree.
 
-    **Raises:** `ValueError` naming `name` if the tree has no entries, a leaf is not an array of
-    real numbers (a string, ``None``, complex), or a concrete leaf holds NaN or Inf.
+    **Raises:** `ValueError` naming `name` if the tree has no entries, a list of numbers is
+    ragged, a leaf is not an array of real numbers (a string, ``None``, complex), or a concrete
+    leaf holds NaN or Inf.
     """
+    tree = _list_as_array(tree, name)
     paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
     if not paths_leaves:
         raise ValueError(
@@ -198,11 +279,13 @@ def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
     for path, leaf in paths_leaves:
         where = f"{name}{_where(path)}"
         if isinstance(leaf, (str, bytes)) or leaf is None:
-            raise ValueError(f"{where} must be an array of real numbers, got {leaf!r}")
+            raise ValueError(f"{where} must be an array of real numbers, got {_short(leaf)}")
         try:
             arr = jnp.asarray(leaf)
         except (TypeError, ValueError):
-            raise ValueError(f"{where} must be an array of real numbers, got {leaf!r}") from None
+            raise ValueError(
+                f"{where} must be an array of real numbers, got {_short(leaf)}"
+            ) from None
         if jnp.issubdtype(arr.dtype, jnp.complexfloating):
             raise ValueError(f"{where} must be real, got dtype {arr.dtype}")
         if not jnp.issubdtype(arr.dtype, jnp.number) and arr.dtype != jnp.bool_:
@@ -217,6 +300,31 @@ def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
         if value is not None and not np.all(np.isfinite(value)):
             raise ValueError(f"{name} must be finite; {name}{_where(path)} contains NaN or Inf")
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _short(x: Any, width: int = 80) -> str:
+    """``repr(x)``, cut to `width` characters (a module's docstring, a long list)."""
+    text = repr(x)
+    return text if len(text) <= width else text[: width - 4] + " ..."
+
+
+def _numbers_only(obj: Any) -> bool:
+    if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):  # not a NamedTuple
+        return bool(obj) and all(_numbers_only(x) for x in obj)
+    return isinstance(obj, (int, float, np.number)) and not isinstance(obj, bool)
+
+
+def _list_as_array(tree: PyTree, name: str) -> PyTree:
+    """A (nested) list or tuple of Python numbers as one float64 array; anything else as is."""
+    if not (isinstance(tree, (list, tuple)) and _numbers_only(tree)):
+        return tree
+    try:
+        return jnp.asarray(np.asarray(tree, dtype=np.float64))
+    except ValueError:
+        raise ValueError(
+            f"{name} is a ragged list of numbers; pass a jnp.array (or a pytree of arrays), "
+            f"got {tree!r}"
+        ) from None
 
 
 def _shapes(tree: PyTree) -> str:

@@ -178,7 +178,8 @@ API_CASES = {
     "compare-horizon-multiple": (
         lambda: compare(horizon=0.33),
         r"horizon 0\.33 must be a positive integer multiple of every "
-        r"eta; horizon/eta = 3\.3 for eta=0\.1 \(e\.g\. horizon=0\.3\)",
+        r"eta; horizon/eta = 3\.3 for eta=0\.1 \(e\.g\. horizon=0\.3 or horizon=0\.4: "
+        r"multiples of 0\.1, the least common multiple",
     ),
     "compare-horizon-short": (
         lambda: compare(horizon=0.04),
@@ -273,12 +274,12 @@ API_CASES = {
     "compare-method": (lambda: compare(method="adam"), r"method must be one of hb, nag, gd"),
     "iterates-method": (
         lambda: iterates(method="adam"),
-        r"method must be one of hb, nag, gd; got 'adam'",
+        r"method must be one of hb, nag, gd, got 'adam'",
     ),
     "solve-method": (lambda: solve(method="sgd"), r"method must be one of hb, nag, gd"),
     "counter_terms-method": (
         lambda: hbflow.counter_terms(3, "adam"),
-        r"method must be one of hb, nag, gd; got 'adam'",
+        r"method must be one of hb, nag, gd, got 'adam'",
     ),
     "coefficients_at-method": (
         lambda: hbflow.coefficients_at(2, 1, method="sgd"),
@@ -474,18 +475,21 @@ CLI_CASES = {
     # names
     "order-problem": (
         ["order", "--problem", "nope"],
-        r"--problem: unknown problem 'nope'; valid: .*himmelblau-scaled",
+        r"--problem must be one of .*himmelblau-scaled.*, got 'nope'",
     ),
     "order-model": (
         ["order", "--models", "hbf2,foo"],
         r"unknown model 'foo'; valid models are hbfN and steadyN",
     ),
-    "order-method": (["order", "--method", "sgd"], r"method must be one of hb, nag, gd; got 'sgd'"),
+    "order-method": (["order", "--method", "sgd"], r"method must be one of hb, nag, gd, got 'sgd'"),
     "derive-method": (
         ["derive", "--order", "2", "--method", "sgd"],
         r"method must be one of hb, nag, gd",
     ),
-    "order-format": (["order", "--format", "xml"], r"--format must be text or json"),
+    "order-format": (
+        ["order", "--format", "xml"],
+        r"--format must be one of text, json, got 'xml'",
+    ),
     "derive-format": (
         ["derive", "--order", "2", "--format", "xml"],
         r"format must be one of text, latex, json",

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -151,6 +152,14 @@ def test_lambda_warning():
     )
     assert any("not small" in w and "lambda" in w for w in s.warnings)
     assert s.lambda_h[0] > 1
+    # Every step size above the threshold is named, with its lambda*|H|, not only the largest.
+    (warning,) = [w for w in s.warnings if "not small" in w]
+    above = [i for i, x in enumerate(s.lambda_h) if x > 0.2]
+    assert len(above) == 2, s.lambda_h
+    listed = re.search(r"at eta = ([0-9., ]+) are not small", warning).group(1)
+    assert [float(e) for e in listed.split(",")] == [float(s.etas[i]) for i in above]
+    for i in above:
+        assert f"{s.lambda_h[i]:.3g}" in warning
     quiet = study("double-well", "hb", 0.5)
     assert not any("not small" in w for w in quiet.warnings)
 
