@@ -29,7 +29,6 @@ References:
 
 from __future__ import annotations
 
-import functools
 import math
 import operator
 from collections.abc import Callable
@@ -41,6 +40,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ._custom_types import PyTree
+from ._loss_cache import PerLoss
 from ._validate import (
     METHODS,
     as_float_tree,
@@ -74,11 +74,6 @@ def _check_scalar(x: Any, name: str) -> float | None:
         raise ValueError(f"{name} must be a real scalar, got dtype {dtype}")
     value = concrete(x)
     return None if value is None else float(value)
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled_cached(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callable:
-    return _compiled(loss, method, treedef, avals)
 
 
 def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callable:
@@ -116,6 +111,10 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
         return jax.tree_util.tree_map(lambda x0, xs: jnp.concatenate([x0[None], xs]), u0, us)
 
     return jax.jit(run, static_argnames="num_steps")
+
+
+# Kept while the loss is alive, dropped with it (an unhashable loss compiles per call).
+_COMPILED = PerLoss(_compiled)
 
 
 def iterates(
@@ -211,12 +210,7 @@ def iterates(
 
     dtype = jnp.result_type(*leaves)
     avals = tuple((x.shape, x.dtype) for x in leaves)
-    try:
-        hash(loss)
-    except TypeError:  # an unhashable callable cannot be cached: compile for this call only
-        run = _compiled(loss, method, treedef, avals)
-    else:
-        run = _compiled_cached(loss, method, treedef, avals)
+    run = _COMPILED(loss, method, treedef, avals)
     if not is_traced(u0):
         check_loss_values(loss, u0, name="u0")
     us = run(
@@ -335,12 +329,7 @@ def divergence_message(
     return message
 
 
-@functools.lru_cache(maxsize=64)
 def _hessian_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) -> Callable:
-    return _hessian_fn_uncached(loss, treedef, shapes, iters)
-
-
-def _hessian_fn_uncached(loss, treedef, shapes, iters=40):
     example = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s) for s in shapes])
     _, unravel = ravel_pytree(example)
     grad = jax.grad(lambda x: loss(unravel(x)))
@@ -360,6 +349,9 @@ def _hessian_fn_uncached(loss, treedef, shapes, iters=40):
     return jax.jit(jax.vmap(top_at))
 
 
+_HESSIAN_FN = PerLoss(_hessian_fn)
+
+
 def hessian_estimates(
     loss: Callable, u0: PyTree, points: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -374,9 +366,6 @@ def hessian_estimates(
     start = jax.random.normal(jax.random.key(0), points.shape, dtype=points.dtype)
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     shapes = tuple(jnp.shape(x) for x in leaves)
-    try:
-        fn = _hessian_fn(loss, treedef, shapes)
-    except TypeError:  # unhashable loss
-        fn = _hessian_fn_uncached(loss, treedef, shapes)
+    fn = _HESSIAN_FN(loss, treedef, shapes)
     norms, dominant = fn(points, start)
     return np.asarray(norms), np.asarray(dominant)

@@ -11,7 +11,6 @@ traceback.  Checks on values are skipped when the value is traced (inside `jax.j
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from fractions import Fraction
@@ -23,6 +22,7 @@ import numpy as np
 from jax.experimental import checkify
 
 from ._custom_types import PyTree
+from ._loss_cache import PerLoss
 
 __all__ = [
     "METHODS",
@@ -266,9 +266,12 @@ def _checked_value_and_grad(loss: Callable) -> Callable:
     return checkify.checkify(jax.value_and_grad(loss), errors=checkify.index_checks)
 
 
-@functools.lru_cache(maxsize=256)
-def _checked_value_and_grad_cached(loss: Callable, treedef: Any, avals: tuple) -> Callable:
+def _jitted_checked_value_and_grad(loss: Callable, treedef: Any, avals: tuple) -> Callable:
     return jax.jit(_checked_value_and_grad(loss))
+
+
+# Per loss, released with it (see _loss_cache); the key fixes the shapes the jit traces.
+_CHECKED_VALUE_AND_GRAD = PerLoss(_jitted_checked_value_and_grad)
 
 
 def check_loss(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
@@ -278,22 +281,22 @@ def check_loss(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
     """
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     avals = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
-    try:
-        _check_loss_structure_cached(loss, treedef, avals, name)
-    except TypeError as err:  # an unhashable loss: check without the cache
-        if "unhashable" not in str(err):
-            raise
-        check_loss_structure(loss, u0, name)
+    _STRUCTURE_CHECKED(loss, treedef, avals, name)
     if not is_traced(u0):
         check_loss_values(loss, u0, name=name)
 
 
-@functools.lru_cache(maxsize=256)
-def _check_loss_structure_cached(loss: Callable, treedef: Any, avals: tuple, name: str) -> None:
+def _check_loss_structure_once(loss: Callable, treedef: Any, avals: tuple, name: str) -> bool:
     example = jax.tree_util.tree_unflatten(
         treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
     )
     check_loss_structure(loss, example, name)
+    return True
+
+
+# A loss passes the structure check once per tree structure and shapes (failures raise and are
+# not kept).
+_STRUCTURE_CHECKED = PerLoss(_check_loss_structure_once)
 
 
 def check_loss_values(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
@@ -308,10 +311,7 @@ def check_loss_values(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
     """
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     avals = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
-    try:
-        fn = _checked_value_and_grad_cached(loss, treedef, avals)
-    except TypeError:  # an unhashable loss (e.g. an equinox module holding arrays)
-        fn = _checked_value_and_grad(loss)
+    fn = _CHECKED_VALUE_AND_GRAD(loss, treedef, avals)
     with jax.ensure_compile_time_eval():
         err, (value, grad) = fn(u0)
     message = err.get()
