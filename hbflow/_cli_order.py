@@ -190,7 +190,10 @@ def _run(args: argparse.Namespace) -> int:
             f"--plot must be a file name with a suffix such as .png, got {args.plot!r}"
         )
 
+    if args.plot:
+        _check_writable(args.plot, "--plot")
     progress = args.format == "text" and _stderr_is_terminal()
+    progress = _interruptible(progress)
     # A partial study is printed too: what was computed, then the failures.
     study = compare(
         loss,
@@ -251,3 +254,38 @@ def _check_x0_fits(x0, problem) -> None:
             f"--x0 must have {size} numbers for problem {problem.name} (its start is "
             f"{', '.join(f'{v:g}' for v in leaves[0].ravel().tolist())}), got {x0.shape[0]}"
         )
+
+
+def _check_writable(path: str, option: str) -> None:
+    """Refuse, before any work, an output file that cannot be written.
+
+    **Raises:** `ValueError` naming `option` if the folder does not exist or is not writable,
+    or the file exists and is not writable (or is a folder).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{option}: {path!r} is a folder; give a file name such as plot.png")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option}: the folder {folder!r} does not exist")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{option}: cannot write {path!r} (permission denied)")
+    elif not os.access(folder, os.W_OK):
+        raise ValueError(f"{option}: cannot write into the folder {folder!r} (permission denied)")
+
+
+def _interruptible(progress: bool):
+    """A `progress` callable for `compare` that also ends the run after a swallowed Ctrl-C.
+
+    An interrupt raised inside a callback that drops exceptions is only recorded (see
+    `hbflow._cli.INTERRUPTS`); checking the record after every run of the sweep stops it there.
+    """
+    from ._cli import INTERRUPTS
+    from ._compare import _print_progress
+
+    def report(p) -> None:
+        INTERRUPTS.check()
+        if progress:
+            _print_progress(p)
+
+    return report
