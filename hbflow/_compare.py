@@ -561,7 +561,7 @@ def _set_up(
         raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
     report = _report(progress)
     u0 = as_float_tree(u0, "u0", float64=True)
-    check_loss(loss, u0, name="u0")
+    check_loss(loss, u0, name="u0", float64=True)
     return _Sweep(
         loss=loss,
         u0=u0,
@@ -606,6 +606,7 @@ def _loop(sweep: _Sweep) -> _Outcome:
         results[model.name] = errors
         failures.extend(model_failures)
         warnings.extend(_solver_warnings(sweep, errors))
+        warnings.extend(_roundoff_warnings(sweep, errors, flat_iterates))
     return _Outcome(flat_iterates, results, failures, warnings, iterates_seconds)
 
 
@@ -633,7 +634,9 @@ def _run_iterates(sweep: _Sweep, tick: _Ticker) -> tuple[list[np.ndarray | None]
         flat = _flatten(us)[: k + 1]
         step = first_non_finite(flat)
         if step is not None:
-            message = divergence_message(sweep.loss, sweep.u0, sweep.method, sweep.beta, eta, step)
+            message = divergence_message(
+                sweep.loss, sweep.u0, sweep.method, sweep.beta, eta, step, us=us
+            )
             failures.append(RunFailure(None, eta, message))
             flat_iterates.append(None)
         else:
@@ -758,6 +761,33 @@ def _solver_warnings(sweep: _Sweep, m: ModelErrors) -> list[str]:
     return [
         f"{m.name}: the solver error is not {SOLVER_MARGIN:g}x below the model error at "
         f"eta = {bad}; tighten rtol/atol or the slope is not the model's"
+    ]
+
+
+#: Errors at most this many float64 epsilons times the size of the iterates are round-off.
+ROUNDOFF_EPS = 100.0
+
+
+def _roundoff_warnings(
+    sweep: _Sweep, m: ModelErrors, flat_iterates: list[np.ndarray | None]
+) -> list[str]:
+    r"""A warning when some max errors of `m` are at round-off level.
+
+    An error of at most ``ROUNDOFF_EPS`` float64 epsilons times $\max_k\|u_k\|$ (or exactly 0)
+    measures round-off, not the model: the slope is then NaN (a zero error) or meaningless.
+    """
+    scales = [np.abs(f).max() if f is not None else math.nan for f in flat_iterates]
+    level = ROUNDOFF_EPS * np.finfo(np.float64).eps * np.maximum(np.asarray(scales), 1.0)
+    at_roundoff = np.isfinite(m.max_errors) & (m.max_errors <= level)
+    if not at_roundoff.any():
+        return []
+    where = ", ".join(
+        f"{sweep.etas[i]:g} ({m.max_errors[i]:.1e})" for i in np.flatnonzero(at_roundoff)
+    )
+    return [
+        f"{m.name}: the errors are at round-off level at eta = {where}: the model matches the "
+        "iterates to machine precision there, so the slope is nan or meaningless; use larger "
+        "step sizes or a longer horizon, or compare a lower-order model"
     ]
 
 

@@ -243,7 +243,7 @@ def solve_model(
     max_steps = check_count(max_steps, "max_steps")
     solver = _check_solver(solver)
     u0 = as_float_tree(u0, "u0", float64=True)
-    check_loss(loss, u0, name="u0")
+    check_loss(loss, u0, name="u0", float64=True)
     if table is None:
         table = model.coefficients(method, beta, num_pieces)
     return _solve(
