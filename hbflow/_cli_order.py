@@ -60,6 +60,12 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-steps", default="4096", help="most solver steps on one piece (default 4096)"
     )
+    p.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run a study above the documented work limits (refused by default, with an "
+        "estimate of its cost)",
+    )
     p.set_defaults(run=run_order)
     return p
 
@@ -208,6 +214,7 @@ def _run(args: argparse.Namespace) -> int:
         max_steps=max_steps,
         progress=progress,
         throw=False,
+        allow_large=args.allow_large,
     )
     if args.format == "json":
         data = study.to_json()
