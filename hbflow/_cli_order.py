@@ -266,18 +266,25 @@ def _check_x0_fits(x0, problem) -> None:
 def _check_writable(path: str, option: str) -> None:
     """Refuse, before any work, an output file that cannot be written.
 
-    **Raises:** `ValueError` naming `option` if the folder does not exist or is not writable,
-    or the file exists and is not writable (or is a folder).
+    Missing folders are fine (they are created), as long as the nearest existing one is a
+    writable folder.
+
+    **Raises:** `ValueError` naming `option` if the file is a folder or is not writable, or the
+    nearest existing folder above it is not a folder or is not writable.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
         raise ValueError(f"{option}: {path!r} is a folder; give a file name such as plot.png")
-    if not os.path.isdir(folder):
-        raise ValueError(f"{option}: the folder {folder!r} does not exist")
-    if os.path.exists(path):
-        if not os.access(path, os.W_OK):
+    if os.path.exists(target):
+        if not os.access(target, os.W_OK):
             raise ValueError(f"{option}: cannot write {path!r} (permission denied)")
-    elif not os.access(folder, os.W_OK):
+        return
+    folder = os.path.dirname(target)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option}: cannot create a folder under {folder!r}: it is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{option}: cannot write into the folder {folder!r} (permission denied)")
 
 

@@ -132,13 +132,14 @@ def test_closed_stdout_exits_quietly(tmp_path):
     assert err == ""
 
 
-def test_plot_into_a_missing_folder_is_refused_before_the_study(tmp_path, capsys):
-    target = tmp_path / "no-such-folder" / "plot.png"
+def test_plot_under_a_file_is_refused_before_the_study(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    target = tmp_path / "a-file" / "sub" / "plot.png"
     code = main(["order", "--etas", "0.2,0.1", "--horizon", "0.4", "--plot", str(target)])
     out, err = capsys.readouterr()
     assert code == 2
     assert out == ""  # nothing was computed or printed
-    assert "--plot" in err and "does not exist" in err
+    assert "--plot" in err and "it is a file" in err
 
 
 def test_plot_onto_a_folder_is_refused(tmp_path, capsys):
