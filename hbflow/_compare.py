@@ -509,11 +509,11 @@ class WorkEstimate:
 
 
 def estimate_work(
-    etas: Sequence[float],
+    etas: Sequence[float] | np.ndarray,
     horizon: float,
     models: Sequence[str | AbstractContinuousModel],
     u0: PyTree,
-    solver_check: bool = True,
+    solver_check: bool | np.bool_ = True,
 ) -> WorkEstimate:
     r"""Estimate the cost of `compare` with these arguments, without running anything.
 

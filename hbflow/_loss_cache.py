@@ -67,7 +67,7 @@ class PerLoss:
         self._build = build
         # id(owner) -> (weak reference to owner, {(func, key): value})
         self._weak: dict[int, tuple[weakref.ref, dict[Hashable, Any]]] = {}
-        self._strong: OrderedDict[Hashable, Any] = OrderedDict()
+        self._strong: OrderedDict[tuple[Any, tuple], Any] = OrderedDict()
         self._lock = threading.RLock()
 
     def __call__(self, loss: Callable, *key: Hashable) -> Any:
