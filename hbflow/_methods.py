@@ -367,7 +367,7 @@ def divergence_message(
 def _nan_loss_step(
     loss: Callable, us: PyTree, method: str, beta: float | None, step: int
 ) -> int | None:
-    """`step - 1` if the loss or its gradient is not finite where that step evaluates it."""
+    """`step - 1` if the loss or its gradient is NaN where that step evaluates it."""
     k = step - 1
     try:
         u_k = jax.tree_util.tree_map(lambda x: x[k], us)
@@ -380,7 +380,8 @@ def _nan_loss_step(
                 return None
             value, grad = jax.value_and_grad(loss)(point)
             flat_grad = ravel_pytree(grad)[0]
-            if not (np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(flat_grad)))):
+            # NaN, not Inf: an overflow (a divergence) is not a loss leaving its domain.
+            if np.isnan(float(value)) or np.any(np.isnan(np.asarray(flat_grad))):
                 return k
     except Exception:  # noqa: BLE001 - a hint only; the divergence is the error
         return None
