@@ -40,6 +40,9 @@ from ._compare import OrderStudyError as OrderStudyError
 from ._compare import Progress as Progress
 from ._compare import RunFailure as RunFailure
 from ._compare import compare as compare
+from ._compare import estimate_work as estimate_work
+from ._compare import WorkEstimate as WorkEstimate
+from ._compare import WORK_LIMITS as WORK_LIMITS
 from ._compare import fit_order as fit_order
 from ._differentials import elementary_differentials as elementary_differentials
 from ._integrate import ModelSolution as ModelSolution

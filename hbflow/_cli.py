@@ -1,13 +1,19 @@
 """The ``hbflow`` command line: ``hbflow derive`` and ``hbflow order``.
 
-Errors are printed to stderr as one line, ``hbflow: error: …``, with exit status 2.
+Errors are printed to stderr as one line, ``hbflow: error: …``, with exit status 2.  An
+interrupt (Ctrl-C) ends the run with status 130 and a closed stdout (``| head``) with 141, the
+shell conventions, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 
 from ._cli_order import add_order_parser
 from ._cli_sweep import add_sweep_parser
@@ -88,23 +94,87 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status after an interrupt (128 + SIGINT) and after a closed stdout (128 + SIGPIPE).
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+
+class _Interrupts:
+    """Records every SIGINT, so that an interrupt swallowed on its way up still ends the run.
+
+    JAX runs Python callbacks (its garbage-collection callback, for one) where an exception
+    is printed as "Exception ignored" and dropped: a `KeyboardInterrupt` raised there never
+    reaches `main`.  The handler sets `seen` before raising, and `main` returns 130 whenever
+    it is set; `check` lets long loops raise again at their next step.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def handler(self, signum, frame) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise `KeyboardInterrupt` if an interrupt was seen (and perhaps swallowed)."""
+        if self.seen:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self):
+        self.seen = False
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread
+            return
+        previous = signal.signal(signal.SIGINT, self.handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+INTERRUPTS = _Interrupts()
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises no second broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a replaced stream without a descriptor
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        if args.command in ("order", "sweep"):
-            from ._jax_cache import enable_compilation_cache
+    with INTERRUPTS.installed():
+        try:
+            if args.command in ("order", "sweep"):
+                from ._jax_cache import enable_compilation_cache
 
-            enable_compilation_cache(
-                False if getattr(args, "no_compilation_cache", False) else None
-            )
-        return int(args.run(args) or 0)
-    except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        return _fail(str(message))
-    except KeyboardInterrupt:
-        return _fail("interrupted")
+                enable_compilation_cache(
+                    False if getattr(args, "no_compilation_cache", False) else None
+                )
+            code = int(args.run(args) or 0)
+            sys.stdout.flush()
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        except BrokenPipeError:  # the reader went away (| head): nothing left to say
+            _quiet_stdout()
+            return EXIT_BROKEN_PIPE
+        except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            code = _fail(str(message))
+        if INTERRUPTS.seen or code == EXIT_INTERRUPTED:
+            print("hbflow: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The package's own module, not this __main__ copy: its INTERRUPTS is the one that
+    # `hbflow order` checks.
+    from hbflow._cli import main as _main
+
+    sys.exit(_main())

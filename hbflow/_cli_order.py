@@ -83,6 +83,12 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-steps", default="4096", help="most solver steps on one piece (default 4096)"
     )
+    p.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run a study above the documented work limits (refused by default, with an "
+        "estimate of its cost)",
+    )
     p.set_defaults(run=run_order)
     return p
 
@@ -239,7 +245,10 @@ def _run(args: argparse.Namespace) -> int:
             f"--plot must be a file name with a suffix such as .png, got {args.plot!r}"
         )
 
+    if args.plot:
+        _check_writable(args.plot, "--plot")
     progress = args.format == "text" and _stderr_is_terminal()
+    progress = _interruptible(progress)
     # A partial study is printed too: what was computed, then the failures.
     study = compare(
         loss,
@@ -254,6 +263,7 @@ def _run(args: argparse.Namespace) -> int:
         max_steps=max_steps,
         progress=progress,
         throw=False,
+        allow_large=args.allow_large,
     )
     if args.format == "json":
         data = study.to_json()
@@ -391,3 +401,45 @@ def _structure(tree) -> str:
         return f"an array of shape {tuple(tree.shape)}"
     size = sum(int(x.size) for x in leaves)
     return f"a pytree of {len(leaves)} arrays, {size} numbers"
+
+
+def _check_writable(path: str, option: str) -> None:
+    """Refuse, before any work, an output file that cannot be written.
+
+    Missing folders are fine (they are created), as long as the nearest existing one is a
+    writable folder.
+
+    **Raises:** `ValueError` naming `option` if the file is a folder or is not writable, or the
+    nearest existing folder above it is not a folder or is not writable.
+    """
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        raise ValueError(f"{option}: {path!r} is a folder; give a file name such as plot.png")
+    if os.path.exists(target):
+        if not os.access(target, os.W_OK):
+            raise ValueError(f"{option}: cannot write {path!r} (permission denied)")
+        return
+    folder = os.path.dirname(target)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option}: cannot create a folder under {folder!r}: it is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: cannot write into the folder {folder!r} (permission denied)")
+
+
+def _interruptible(progress: bool):
+    """A `progress` callable for `compare` that also ends the run after a swallowed Ctrl-C.
+
+    An interrupt raised inside a callback that drops exceptions is only recorded (see
+    `hbflow._cli.INTERRUPTS`); checking the record after every run of the sweep stops it there.
+    """
+    from ._cli import INTERRUPTS
+    from ._compare import _print_progress
+
+    def report(p) -> None:
+        INTERRUPTS.check()
+        if progress:
+            _print_progress(p)
+
+    return report

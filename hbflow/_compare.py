@@ -21,9 +21,13 @@ every argument once (`_set_up`), the main loop (`_loop`) runs the iterates (`_ru
 then each model's study (`_study_model`), and the finish (`_finish`) adds the diagnostics
 (`_diagnostics`: $\lambda$, the Hessian, stability warnings) and assembles the `OrderStudy`.
 
-Compilation is shared across the sweep: every model is compiled once for the largest number of
-pieces (smaller ones are masked), and the iterates are run once per step size with the same
-number of steps (the extra steps are discarded).  Each model is solved once per step size (and
+Compilation is shared across the sweep: the step sizes share one compilation of the iterates and
+of every model at the largest number of steps (smaller ones are masked, extra steps discarded),
+unless that would waste more than `BUCKET_MIN_SAVING` steps: then a step count is padded to the
+next power of two (`_padded_length`), so that widely spread step sizes are not all run for the
+longest length.
+Before anything runs, `estimate_work` estimates the cost, and a study above `WORK_LIMITS` is
+refused unless ``allow_large=True``.  Each model is solved once per step size (and
 once more with tighter tolerances for the solver-error estimate); its compile time is reported as
 the extra time of its first call: the first call's wall time minus the number of pieces it solved
 times the mean time per piece of its later calls at the same tolerances.
@@ -75,6 +79,9 @@ __all__ = [
     "fit_order",
     "SOLVER_MARGIN",
     "LAMBDA_SMALL",
+    "WorkEstimate",
+    "estimate_work",
+    "WORK_LIMITS",
 ]
 
 #: The solver error must be this many times below the model error for a slope to count.
@@ -426,6 +433,135 @@ def _print_progress(p: Progress) -> None:
     )
 
 
+WORK_LIMITS: dict[str, int] = {"model_order": 8, "tree_pieces": 10**8, "memory_bytes": 2 * 2**30}
+"""The limits above which `compare` refuses a study unless ``allow_large=True``.
+
+``model_order``: the highest order of an ``hbfN``/``steadyN`` model (counter terms above the
+shipped order 8 are derived on first use: minutes for order 9, far longer beyond);
+``tree_pieces``: elementary differentials evaluated, pieces solved times the trees of the model
+over all solves (the built-in study is 11 200); ``memory_bytes``: the estimated peak memory.
+"""
+
+#: A step count is run at the longest length of the sweep unless that wastes more steps than this.
+BUCKET_MIN_SAVING = 2**20
+
+
+def _padded_length(k: int, k_max: int) -> int:
+    """The number of steps (or pieces) that `k` is compiled and run for in a sweep.
+
+    By default every step size shares one compilation at the longest length `k_max` (extra
+    steps are masked or cut): a compilation costs seconds, a masked step microseconds.  When
+    that would waste more than `BUCKET_MIN_SAVING` steps, `k` is padded to the next power of
+    two instead, so that widely spread step sizes are not all run for the longest length, with
+    one compilation per power of two.
+    """
+    padded = 1 << (k - 1).bit_length()
+    if padded >= k_max or k_max - padded < BUCKET_MIN_SAVING:
+        return k_max
+    return padded
+
+
+def _tree_counts(n: int) -> list[int]:
+    """The numbers of rooted trees with 1, ..., n nodes (OEIS A000081), by Cayley's recursion."""
+    a = [0, 1]
+    for m in range(1, n):
+        total = sum(
+            sum(d * a[d] for d in range(1, k + 1) if k % d == 0) * a[m - k + 1]
+            for k in range(1, m + 1)
+        )
+        a.append(total // m)
+    return a[1 : n + 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkEstimate:
+    r"""What an order study will cost, before it runs (see `estimate_work`).
+
+    - `pieces`: $\sum_\eta K(\eta)$, the steps of the iterates over all step sizes (each
+      model solves as many pieces, twice with the solver check).
+    - `tree_pieces`: pieces solved times the trees of the model, over all solves: the
+      elementary differentials evaluated per stage of the solver.
+    - `model_order`: the highest order of a heavy-ball or steady-state model (the order of the
+      counter terms to derive), 1 if there is none.
+    - `memory_bytes`: a rough peak of the arrays the study holds.
+    """
+
+    pieces: int
+    tree_pieces: int
+    model_order: int
+    memory_bytes: int
+
+    def exceeds(self) -> list[str]:
+        """The limits of `WORK_LIMITS` this estimate is above, as sentences."""
+        over = []
+        if self.model_order > WORK_LIMITS["model_order"]:
+            trees = sum(_tree_counts(self.model_order))
+            over.append(
+                f"model order {self.model_order} > {WORK_LIMITS['model_order']} (counter terms "
+                f"over {trees:,} trees to derive if not cached)"
+            )
+        if self.tree_pieces > WORK_LIMITS["tree_pieces"]:
+            over.append(
+                f"{self.tree_pieces:.3g} tree-pieces > {WORK_LIMITS['tree_pieces']:.3g} "
+                f"({self.pieces:,} pieces over all step sizes)"
+            )
+        if self.memory_bytes > WORK_LIMITS["memory_bytes"]:
+            over.append(
+                f"about {self.memory_bytes / 2**30:.3g} GiB of memory > "
+                f"{WORK_LIMITS['memory_bytes'] / 2**30:g} GiB"
+            )
+        return over
+
+
+def estimate_work(
+    etas: Sequence[float] | np.ndarray,
+    horizon: float,
+    models: Sequence[str | AbstractContinuousModel],
+    u0: PyTree,
+    solver_check: bool | np.bool_ = True,
+) -> WorkEstimate:
+    r"""Estimate the cost of `compare` with these arguments, without running anything.
+
+    **Arguments:** as for `compare` (`etas`, `horizon`, `models`, `u0`, `solver_check`).
+
+    **Returns:** a `WorkEstimate`.
+
+    **Raises:** `ValueError` for bad `etas`, `horizon` or `models`, as `compare`.
+    """
+    horizon = check_positive(horizon, "horizon")
+    _, nums = _check_etas(etas, horizon)
+    model_list = _as_models(models)
+    dim = int(ravel_pytree(as_float_tree(u0, "u0", float64=True))[0].size)
+    orders = [int(getattr(m, "alpha", 1)) for m in model_list]
+    trees = [sum(_tree_counts(a)) if hasattr(m, "alpha") else 1 for m, a in zip(model_list, orders)]
+    pieces = sum(nums)
+    solves = 2 if solver_check else 1
+    k_max = max(nums)
+    kept = dim * sum(k + 1 for k in nums)  # the iterates of every step size
+    transient = 2 * dim * (k_max + 1)  # one padded run of the iterates and one solve
+    tables = k_max * max(trees)  # the coefficient table of the longest run
+    errors = len(model_list) * sum(k + 1 for k in nums)
+    return WorkEstimate(
+        pieces=pieces,
+        tree_pieces=solves * pieces * sum(trees),
+        model_order=max(orders),
+        memory_bytes=8 * (kept + transient + tables + errors),
+    )
+
+
+def _check_work(estimate: WorkEstimate, allow_large: Any) -> None:
+    if not isinstance(allow_large, (bool, np.bool_)):
+        raise ValueError(f"allow_large must be True or False, got {allow_large!r}")
+    over = estimate.exceeds()
+    if over and not allow_large:
+        raise ValueError(
+            "this order study is too large to start without asking: "
+            + "; ".join(over)
+            + ". Use fewer or larger step sizes, a shorter horizon or lower-order models, or "
+            "pass allow_large=True (--allow-large on the command line) to run it anyway"
+        )
+
+
 def compare(
     loss: Loss,
     u0: PyTree,
@@ -442,6 +578,7 @@ def compare(
     solver_check: bool = True,
     progress: bool | Callable[[Progress], Any] | None = None,
     throw: bool = True,
+    allow_large: bool = False,
 ) -> OrderStudy:
     r"""Measure each model's distance to the iterates, and its order in the step size.
 
@@ -462,14 +599,17 @@ def compare(
       (default) is silent.
     - `throw`: if some runs fail, raise `OrderStudyError` after the sweep (default); with
       ``False``, return the partial study instead, its failures in `OrderStudy.failures`.
+    - `allow_large`: run a study above the limits of `estimate_work` (`WORK_LIMITS`); by
+      default such a study is refused before any work, with the estimate in the message.
 
     **Returns:** an `OrderStudy`.
 
     **Raises:** `ValueError` naming the parameter for bad input (see
-    docs/troubleshooting.md); `OrderStudyError` (a `RuntimeError`, only if `throw`) after the
-    sweep if some runs failed: iterates that diverge (with the first non-finite step and the
-    stability limit) or a solve that fails (with the model, the piece and what to change); its
-    `.study` holds the partial results.  `RuntimeError` if JAX is not in float64 mode.
+    docs/troubleshooting.md), or for a study above `WORK_LIMITS` without `allow_large`;
+    `OrderStudyError` (a `RuntimeError`, only if `throw`) after the sweep if some runs failed:
+    iterates that diverge (with the first non-finite step and the stability limit) or a solve
+    that fails (with the model, the piece and what to change); its `.study` holds the partial
+    results.  `RuntimeError` if JAX is not in float64 mode.
     """
     # Set-up: every argument is checked once, for the whole sweep.
     sweep = _set_up(
@@ -486,6 +626,7 @@ def compare(
         max_steps=max_steps,
         solver_check=solver_check,
         progress=progress,
+        allow_large=allow_large,
     )
     if not isinstance(throw, (bool, np.bool_)):
         raise ValueError(f"throw must be True or False, got {throw!r}")
@@ -551,6 +692,7 @@ def _set_up(
     max_steps,
     solver_check,
     progress,
+    allow_large=False,
 ) -> _Sweep:
     require_float64("hbflow.compare")
     method = check_method(method)
@@ -566,7 +708,9 @@ def _set_up(
         raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
     report = _report(progress)
     u0 = as_float_tree(u0, "u0", float64=True)
-    check_loss(loss, u0, name="u0")
+    # Before anything is compiled: a huge request is refused at once.
+    _check_work(estimate_work(etas, horizon, model_list, u0, solver_check), allow_large)
+    check_loss(loss, u0, name="u0", float64=True)
     return _Sweep(
         loss=loss,
         u0=u0,
@@ -611,6 +755,7 @@ def _loop(sweep: _Sweep) -> _Outcome:
         results[model.name] = errors
         failures.extend(model_failures)
         warnings.extend(_solver_warnings(sweep, errors))
+        warnings.extend(_roundoff_warnings(sweep, errors, flat_iterates))
     return _Outcome(flat_iterates, results, failures, warnings, iterates_seconds)
 
 
@@ -632,13 +777,15 @@ def _run_iterates(sweep: _Sweep, tick: _Ticker) -> tuple[list[np.ndarray | None]
             method=sweep.method,
             beta=sweep.beta,
             eta=eta,
-            num_steps=sweep.max_pieces,
+            num_steps=_padded_length(k, sweep.max_pieces),
             check_finite=False,
         )
         flat = _flatten(us)[: k + 1]
         step = first_non_finite(flat)
         if step is not None:
-            message = divergence_message(sweep.loss, sweep.u0, sweep.method, sweep.beta, eta, step)
+            message = divergence_message(
+                sweep.loss, sweep.u0, sweep.method, sweep.beta, eta, step, us=us
+            )
             failures.append(RunFailure(None, eta, message))
             flat_iterates.append(None)
         else:
@@ -674,7 +821,7 @@ def _study_model(
                 atol=atol,
                 solver=sweep.solver,
                 max_steps=sweep.max_steps,
-                max_pieces=sweep.max_pieces,
+                max_pieces=_padded_length(sweep.nums[i], sweep.max_pieces),
                 table=longest[: sweep.nums[i]],
             )
         finally:
@@ -763,6 +910,33 @@ def _solver_warnings(sweep: _Sweep, m: ModelErrors) -> list[str]:
     return [
         f"{m.name}: the solver error is not {SOLVER_MARGIN:g}x below the model error at "
         f"eta = {bad}; tighten rtol/atol or the slope is not the model's"
+    ]
+
+
+#: Errors at most this many float64 epsilons times the size of the iterates are round-off.
+ROUNDOFF_EPS = 100.0
+
+
+def _roundoff_warnings(
+    sweep: _Sweep, m: ModelErrors, flat_iterates: list[np.ndarray | None]
+) -> list[str]:
+    r"""A warning when some max errors of `m` are at round-off level.
+
+    An error of at most ``ROUNDOFF_EPS`` float64 epsilons times $\max_k\|u_k\|$ (or exactly 0)
+    measures round-off, not the model: the slope is then NaN (a zero error) or meaningless.
+    """
+    scales = [np.abs(f).max() if f is not None else math.nan for f in flat_iterates]
+    level = ROUNDOFF_EPS * np.finfo(np.float64).eps * np.maximum(np.asarray(scales), 1.0)
+    at_roundoff = np.isfinite(m.max_errors) & (m.max_errors <= level)
+    if not at_roundoff.any():
+        return []
+    where = ", ".join(
+        f"{sweep.etas[i]:g} ({m.max_errors[i]:.1e})" for i in np.flatnonzero(at_roundoff)
+    )
+    return [
+        f"{m.name}: the errors are at round-off level at eta = {where}: the model matches the "
+        "iterates to machine precision there, so the slope is nan or meaningless; use larger "
+        "step sizes or a longer horizon, or compare a lower-order model"
     ]
 
 

@@ -4,7 +4,7 @@ The model is solved piece by piece, one `diffrax.diffeqsolve` per piece $[k\eta,
 inside a `jax.lax.scan`, and its position is returned at every grid time $t_k = k\eta$.  The
 field may change at every grid time (the heavy-ball flow's does); the state is continuous.
 
-Compilation: one compiled function per (model structure, loss, shape of $u_0$, solver,
+Compilation: one compiled function per (loss, model structure, shape of $u_0$, solver,
 `max_steps`, number of scanned pieces).  $\eta$, $\beta$, the coefficient table, the number of
 pieces actually solved and the tolerances are traced.  A sweep over $\eta$ at a fixed horizon has
 a different number of pieces $K = T/\eta$ for each $\eta$; pass ``max_pieces`` (the largest $K$
@@ -14,6 +14,7 @@ of the sweep) and every $\eta$ reuses one compiled function: pieces beyond $K$ a
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -28,6 +29,7 @@ from jaxtyping import Array, Float
 
 from ._custom_types import PyTree
 from ._differentials import gradient_field
+from ._loss_cache import PerLoss
 from ._models import AbstractContinuousModel, model_from_name
 from ._validate import (
     as_float_tree,
@@ -95,10 +97,37 @@ def _result_code(result) -> Array:
     )
 
 
-@eqx.filter_jit
+def _solve_pieces_for(loss: Callable) -> Callable:
+    """`_solve_pieces` with `loss` fixed, compiled for this loss alone.
+
+    One `jax.jit` per loss (`loss` is a weak stand-in, see `_loss_cache`), held by
+    `_SOLVE_PIECES` while the loss lives and released with it.  Neither a module-level
+    `eqx.filter_jit` with the loss as a static argument nor one `eqx.filter_jit` per loss would
+    do: both keep every loss ever solved, or the arrays its closure holds, in the compilation
+    caches of JAX and equinox.  The model and solver are split into arrays (traced) and the rest
+    (static, hashable), as `eqx.filter_jit` would.
+    """
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def run(static, dynamic):
+        return _solve_pieces(*eqx.combine(dynamic, static), loss=loss)
+
+    def call(*args):
+        dynamic, static = eqx.partition(args, eqx.is_array)
+        return run(static, dynamic)
+
+    return call
+
+
+# diffeqsolve unwrapped from its `eqx.filter_jit`: it runs inside the jit of `_solve_pieces_for`
+# anyway, and a nested jit would file the closure of the field (the loss and the arrays it
+# closes over) in JAX's cache of traced functions, keyed by the module-level diffeqsolve, which
+# lives for ever.
+_diffeqsolve = getattr(diffrax.diffeqsolve, "__wrapped__", diffrax.diffeqsolve)
+
+
 def _solve_pieces(
     model: AbstractContinuousModel,
-    loss: Callable,
     solver: diffrax.AbstractSolver,
     max_steps: int,
     u0: PyTree,
@@ -108,6 +137,8 @@ def _solve_pieces(
     num_pieces: Array,
     rtol: Float[Array, ""],
     atol: Float[Array, ""],
+    *,
+    loss: Callable,
 ):
     g, x0, _ = gradient_field(loss, u0)
     term = diffrax.ODETerm(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
@@ -118,7 +149,7 @@ def _solve_pieces(
         k, row = inputs
 
         def solve(y):
-            sol = diffrax.diffeqsolve(
+            sol = _diffeqsolve(
                 term,
                 solver,
                 k * eta,
@@ -144,6 +175,9 @@ def _solve_pieces(
     _, (xs, codes, steps) = jax.lax.scan(piece, y0, (ks, table))
     xs = jnp.concatenate([x0[None], xs])
     return xs, codes, steps
+
+
+_SOLVE_PIECES = PerLoss(_solve_pieces_for)
 
 
 def solve_model(
@@ -209,7 +243,7 @@ def solve_model(
     max_steps = check_count(max_steps, "max_steps")
     solver = _check_solver(solver)
     u0 = as_float_tree(u0, "u0", float64=True)
-    check_loss(loss, u0, name="u0")
+    check_loss(loss, u0, name="u0", float64=True)
     if table is None:
         table = model.coefficients(method, beta, num_pieces)
     return _solve(
@@ -259,9 +293,8 @@ def _solve(
         padded[num_pieces:] = table[-1]  # harmless values for the skipped pieces
 
     start = time.perf_counter()
-    xs, codes, steps = _solve_pieces(
+    xs, codes, steps = _SOLVE_PIECES(loss)(
         model,
-        loss,
         solver,
         int(max_steps),
         u0,

@@ -29,7 +29,6 @@ References:
 
 from __future__ import annotations
 
-import functools
 import math
 import operator
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
 from ._custom_types import PyTree, RealScalarLike
+from ._loss_cache import PerLoss
 from ._validate import (
     METHODS,
     as_float_tree,
@@ -77,9 +77,19 @@ def _check_scalar(x: Any, name: str) -> float | None:
     return None if value is None else float(value)
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled_cached(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callable:
-    return _compiled(loss, method, treedef, avals)
+def _beta_argument(beta: Any, method: str) -> tuple[Any, float | None]:
+    """β and its value: by the one rule of `check_beta` when concrete, as in `compare`.
+
+    Numbers, numeric strings and fractions are accepted, bools refused; a traced β (a vmap over
+    β) is only checked to be a real scalar and has no value.
+    """
+    if is_traced(beta):
+        _check_scalar(beta, "beta")
+        return beta, None
+    if isinstance(beta, (list, tuple)) or (hasattr(beta, "shape") and np.ndim(beta) != 0):
+        _check_scalar(beta, "beta")  # raises: not a scalar
+    value = check_beta(beta, method)
+    return value, value
 
 
 def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callable:
@@ -117,6 +127,10 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
         return jax.tree_util.tree_map(lambda x0, xs: jnp.concatenate([x0[None], xs]), u0, us)
 
     return jax.jit(run, static_argnames="num_steps")
+
+
+# Kept while the loss is alive, dropped with it (an unhashable loss compiles per call).
+_COMPILED = PerLoss(_compiled)
 
 
 def iterates(
@@ -182,9 +196,7 @@ def iterates(
     check_method(method)
 
     # beta and eta may be traced (a vmap over eta): their values are checked when concrete.
-    beta_value = _check_scalar(beta, "beta")
-    if beta_value is not None:
-        check_beta(beta_value, method)
+    beta, beta_value = _beta_argument(beta, method)
     eta_value = _check_scalar(eta, "eta")
     if eta_value is not None:
         check_positive(eta_value, "eta")
@@ -214,12 +226,7 @@ def iterates(
 
     dtype = jnp.result_type(*leaves)
     avals = tuple((x.shape, x.dtype) for x in leaves)
-    try:
-        hash(loss)
-    except TypeError:  # an unhashable callable cannot be cached: compile for this call only
-        run = _compiled(loss, method, treedef, avals)
-    else:
-        run = _compiled_cached(loss, method, treedef, avals)
+    run = _COMPILED(loss, method, treedef, avals)
     if not is_traced(u0):
         check_loss_values(loss, u0, name="u0")
     us = run(
@@ -233,7 +240,7 @@ def iterates(
         step = first_non_finite(us)
         if step is not None:
             raise DivergenceError(
-                divergence_message(loss, u0, method, beta_value, eta_value, step),
+                divergence_message(loss, u0, method, beta_value, eta_value, step, us=us),
                 step=step,
             )
     return us
@@ -298,9 +305,21 @@ _LIMIT_FORMULA = {
 
 
 def divergence_message(
-    loss: Callable, u0: PyTree, method: str, beta: float | None, eta: float | None, step: int
+    loss: Callable,
+    u0: PyTree,
+    method: str,
+    beta: float | None,
+    eta: float | None,
+    step: int,
+    *,
+    us: PyTree | None = None,
 ) -> str:
-    """Why the iterates diverged at `step`: the step, and the stability limit at `u0`."""
+    """Why the iterates diverged at `step`: the loss left its domain, or the stability limit.
+
+    With the iterates `us` (a leading time axis), a loss that is NaN or has a NaN gradient at
+    the last finite iterate is reported as such; otherwise the message gives the stability
+    limit from the curvature at `u0`.
+    """
     where = f"u_{step} is the first iterate with NaN or Inf"
     if eta is not None:
         where += f" (t = {step * eta:.6g})"
@@ -308,6 +327,16 @@ def divergence_message(
     if eta is not None and beta is not None:
         head += f" for eta={eta:g}, beta={beta:g}"
     message = f"{head}: {where}."
+    if us is not None and step >= 1:
+        nan_at = _nan_loss_step(loss, us, method, beta, step)
+        if nan_at is not None:
+            return message + (
+                f" The loss became NaN at step {nan_at}: u_{nan_at} is finite, but the loss or "
+                f"its gradient is NaN at the point where step {nan_at} evaluates it, so the "
+                "iterates left the domain of the loss (a log or sqrt of a negative number, a "
+                "division by zero). Start farther inside the domain, use a smaller eta, or "
+                "write the loss so that it is defined along the path."
+            )
     try:
         _, dominant = hessian_estimates(loss, u0, ravel_pytree(u0)[0][None])
         curvature = float(dominant[0])
@@ -338,12 +367,31 @@ def divergence_message(
     return message
 
 
-@functools.lru_cache(maxsize=64)
+def _nan_loss_step(
+    loss: Callable, us: PyTree, method: str, beta: float | None, step: int
+) -> int | None:
+    """`step - 1` if the loss or its gradient is NaN where that step evaluates it."""
+    k = step - 1
+    try:
+        u_k = jax.tree_util.tree_map(lambda x: x[k], us)
+        points = [u_k]
+        if method == "nag" and beta and k >= 1:  # the gradient is taken at the look-ahead
+            points.append(jax.tree_util.tree_map(lambda x: x[k] + beta * (x[k] - x[k - 1]), us))
+        for point in points:
+            flat = ravel_pytree(point)[0]
+            if not np.all(np.isfinite(np.asarray(flat))):
+                return None
+            value, grad = jax.value_and_grad(loss)(point)
+            flat_grad = ravel_pytree(grad)[0]
+            # NaN, not Inf: an overflow (a divergence) is not a loss leaving its domain.
+            if np.isnan(float(value)) or np.any(np.isnan(np.asarray(flat_grad))):
+                return k
+    except Exception:  # noqa: BLE001 - a hint only; the divergence is the error
+        return None
+    return None
+
+
 def _hessian_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) -> Callable:
-    return _hessian_fn_uncached(loss, treedef, shapes, iters)
-
-
-def _hessian_fn_uncached(loss, treedef, shapes, iters=40):
     example = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s) for s in shapes])
     _, unravel = ravel_pytree(example)
     grad = jax.grad(lambda x: loss(unravel(x)))
@@ -363,6 +411,9 @@ def _hessian_fn_uncached(loss, treedef, shapes, iters=40):
     return jax.jit(jax.vmap(top_at))
 
 
+_HESSIAN_FN = PerLoss(_hessian_fn)
+
+
 def hessian_estimates(
     loss: Callable, u0: PyTree, points: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -377,9 +428,6 @@ def hessian_estimates(
     start = jax.random.normal(jax.random.key(0), flat_points.shape, dtype=flat_points.dtype)
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     shapes = tuple(jnp.shape(x) for x in leaves)
-    try:
-        fn = _hessian_fn(loss, treedef, shapes)
-    except TypeError:  # unhashable loss
-        fn = _hessian_fn_uncached(loss, treedef, shapes)
+    fn = _HESSIAN_FN(loss, treedef, shapes)
     norms, dominant = fn(flat_points, start)
     return np.asarray(norms), np.asarray(dominant)

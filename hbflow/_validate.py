@@ -11,7 +11,6 @@ traceback.  Checks on values are skipped when the value is traced (inside `jax.j
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from fractions import Fraction
@@ -24,6 +23,7 @@ import numpy as np
 from jax.experimental import checkify
 
 from ._custom_types import PyTree
+from ._loss_cache import PerLoss
 
 __all__ = [
     "METHODS",
@@ -41,6 +41,7 @@ __all__ = [
     "check_loss",
     "check_loss_structure",
     "check_loss_values",
+    "check_loss_precision",
     "concrete",
     "is_traced",
 ]
@@ -73,7 +74,7 @@ def check_beta(beta: Any, method: str | None = None, *, name: str = "beta") -> f
     Numbers and numeric strings are accepted (the command line passes its text); ``None`` and
     bools are refused.
     """
-    if beta is None or isinstance(beta, (bool, bytes)):
+    if beta is None or isinstance(beta, (bool, np.bool_, bytes)) or _is_bool_array(beta):
         raise ValueError(f"{name} must be a number in [0, 1), got {beta!r}")
     try:
         value = float(beta)
@@ -81,6 +82,10 @@ def check_beta(beta: Any, method: str | None = None, *, name: str = "beta") -> f
         raise ValueError(f"{name} must be a number in [0, 1), got {beta!r}") from None
     _check_beta_range(value, value, method, name)
     return value
+
+
+def _is_bool_array(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, jax.Array)) and x.dtype == np.bool_
 
 
 def parse_beta(beta: Any, method: str | None = None, *, name: str = "beta") -> Fraction | None:
@@ -375,34 +380,94 @@ def _checked_value_and_grad(loss: Callable) -> Callable:
     return checkify.checkify(jax.value_and_grad(loss), errors=checkify.index_checks)
 
 
-@functools.lru_cache(maxsize=256)
-def _checked_value_and_grad_cached(loss: Callable, treedef: Any, avals: tuple) -> Callable:
+def _jitted_checked_value_and_grad(loss: Callable, treedef: Any, avals: tuple) -> Callable:
     return jax.jit(_checked_value_and_grad(loss))
 
 
-def check_loss(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
+# Per loss, released with it (see _loss_cache); the key fixes the shapes the jit traces.
+_CHECKED_VALUE_AND_GRAD = PerLoss(_jitted_checked_value_and_grad)
+
+
+def check_loss(loss: Callable, u0: PyTree, *, name: str = "u0", float64: bool = False) -> None:
     """`check_loss_structure` at `u0`, then `check_loss_values` unless `u0` is traced.
+
+    With `float64`, also refuse a loss that computes in a lower precision inside
+    (`check_loss_precision`).
 
     **Raises:** `ValueError` naming `name`.
     """
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     avals = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
-    try:
-        _check_loss_structure_cached(loss, treedef, avals, name)
-    except TypeError as err:  # an unhashable loss: check without the cache
-        if "unhashable" not in str(err):
-            raise
-        check_loss_structure(loss, u0, name)
+    _STRUCTURE_CHECKED(loss, treedef, avals, name)
+    if float64:
+        _PRECISION_CHECKED(loss, treedef, avals)
     if not is_traced(u0):
         check_loss_values(loss, u0, name=name)
 
 
-@functools.lru_cache(maxsize=256)
-def _check_loss_structure_cached(loss: Callable, treedef: Any, avals: tuple, name: str) -> None:
+def _check_loss_structure_once(loss: Callable, treedef: Any, avals: tuple, name: str) -> bool:
     example = jax.tree_util.tree_unflatten(
         treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
     )
     check_loss_structure(loss, example, name)
+    return True
+
+
+# A loss passes the structure check once per tree structure and shapes (failures raise and are
+# not kept).
+_STRUCTURE_CHECKED = PerLoss(_check_loss_structure_once)
+
+
+def _low_precision_dtypes(jaxpr: Any) -> set[str]:
+    """The floating dtypes narrower than float64 that the equations of `jaxpr` produce."""
+    found: set[str] = set()
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            dtype = getattr(var.aval, "dtype", None)
+            if (
+                dtype is not None
+                and jnp.issubdtype(dtype, jnp.floating)
+                and jnp.finfo(dtype).bits < 64
+            ):
+                found.add(str(dtype))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr or a Jaxpr
+                if hasattr(inner, "eqns"):
+                    found |= _low_precision_dtypes(inner)
+    return found
+
+
+def check_loss_precision(loss: Callable, example: PyTree) -> None:
+    """Refuse a loss that computes in float32 (or lower) somewhere inside.
+
+    Such a loss has a gradient accurate to about $10^{-7}$ only: an adaptive solver at the
+    default tolerances ($10^{-12}$) cannot meet them and runs out of steps, and errors below
+    $10^{-7}$ are noise.
+
+    **Raises:** `ValueError` naming the dtypes found.
+    """
+    jaxpr = jax.make_jaxpr(loss)(example)
+    low = _low_precision_dtypes(jaxpr.jaxpr)
+    if low:
+        raise ValueError(
+            f"the loss computes in {', '.join(sorted(low))} inside (e.g. an .astype(jnp.float32) "
+            "or float32 data it closes over); its gradient is then accurate to about 1e-7 only, "
+            "far above the solver tolerances and the errors an order study measures (a solve "
+            "would end with 'max_steps was reached'). Compute the loss in float64: keep its "
+            "data and arithmetic in float64"
+        )
+
+
+def _check_precision_once(loss: Callable, treedef: Any, avals: tuple) -> bool:
+    example = jax.tree_util.tree_unflatten(
+        treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
+    )
+    check_loss_precision(loss, example)
+    return True
+
+
+_PRECISION_CHECKED = PerLoss(_check_precision_once)
 
 
 def check_loss_values(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
@@ -417,10 +482,7 @@ def check_loss_values(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
     """
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     avals = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
-    try:
-        fn = _checked_value_and_grad_cached(loss, treedef, avals)
-    except TypeError:  # an unhashable loss (e.g. an equinox module holding arrays)
-        fn = _checked_value_and_grad(loss)
+    fn = _CHECKED_VALUE_AND_GRAD(loss, treedef, avals)
     with jax.ensure_compile_time_eval():
         err, (value, grad) = fn(u0)
     message = err.get()

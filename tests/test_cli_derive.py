@@ -66,7 +66,7 @@ def test_text_reads_like_an_equation(capsys):
 def test_latex_steady_state(capsys):
     code, out, _ = run(capsys, "derive", "--order", "2", "--steady-state", "--format", "latex")
     assert code == 0 and out.startswith(r"\begin{align*}") and r"H\,\nabla L" in out
-    # -(1+beta)/(2(1-beta)^3) on H grad L: the gradient-norm penalty, sign included (docs/theory.md#heavy-ball-flow)
+    # -(1+beta)/(2(1-beta)^3) on H grad L: the gradient-norm penalty, sign included
     assert r"\Big[- \frac{\beta + 1}{2 (1 - \beta)^{3}}\Big] H\,\nabla L" in out
 
 

@@ -155,7 +155,7 @@ def test_cli_piece_zero_is_one_euler_step(capsys):
 
 @pytest.mark.parametrize("fmt", ["text", "latex"])
 def test_cli_steady_state_is_the_gradient_norm_penalty(capsys, fmt):
-    # du/dt = -grad L~/(1-beta), L~ = L + eta (1+beta)/(4(1-beta)^2) |grad L|^2 (docs/theory.md#heavy-ball-flow):
+    # du/dt = -grad L~/(1-beta), L~ = L + eta (1+beta)/(4(1-beta)^2) |grad L|^2:
     # -1/(1-beta) on grad L and -(1+beta)/(2(1-beta)^3) on H grad L (grad |grad L|^2 = 2 H grad L).
     argv = ["derive", "--order", "2", "--steady-state", "--format", fmt]
     assert main(argv) == 0

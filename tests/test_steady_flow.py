@@ -1,6 +1,6 @@
 """The steady-state flow's coefficients: exactly b_inf, and the heavy-ball flow's late pieces.
 
-A memoryless flow from rest has order 1 whatever its higher coefficients (docs/theory.md#heavy-ball-flow), so order
+A memoryless flow from rest has order 1 whatever its higher coefficients, so order
 studies cannot see them; these tests read them directly.
 """
 
@@ -27,7 +27,7 @@ def test_table_is_the_exact_steady_state_rounded_once(method, beta):
     want = np.array([float(ct.steady_state(t).subs(BETA, exact_beta)) for t in trees_up_to(alpha)])
     for row in table:
         assert (row == want).all(), (row, want)
-    # the first two are known in closed form (docs/theory.md#heavy-ball-flow): 1/(1-beta), -(1+beta)/(2(1-beta)^3)
+    # the first two are known in closed form: 1/(1-beta), -(1+beta)/(2(1-beta)^3)
     if method == "hb":
         assert table[0, 0] == pytest.approx(1 / (1 - beta), rel=1e-15)
         assert table[0, 1] == pytest.approx(-(1 + beta) / (2 * (1 - beta) ** 3), rel=1e-14)
