@@ -111,3 +111,39 @@ def test_oracle_sde_moments_match_monte_carlo():
     delta, delta_se = solver.mean["mean"][1:], np.sqrt(solver.var["mean"][1:] / count)
     assert np.all(delta_se < 0.3 * np.sqrt(values.var["mean"][1:] / count))
     assert np.all(np.abs(delta) <= SIGMAS * delta_se)
+
+
+def test_noise_apply_is_the_noise_factor_times_w():
+    u, w = np.array([0.3, -0.2, 0.9]), np.linspace(-1.0, 2.0, PROBLEM.n)
+    direct = np.asarray(PROBLEM.noise_factor(u, 3)) @ w
+    assert np.allclose(PROBLEM.noise_apply(u, w, 3), direct, rtol=1e-12, atol=1e-14)
+
+
+def test_oracle_matches_monte_carlo_with_more_parameters_than_samples():
+    # d > n: the SDE is driven by an n-dimensional Brownian motion through G(u) (an operator).
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((5, 7)) / np.sqrt(7)
+    wide = hbflow.least_squares_problem(X, rng.standard_normal(5), rng.standard_normal(7))
+    model = sde_model_from_name("sme1")
+    ex = sde_moments_exact(model, wide, method="hb", beta=0.5, eta=0.2, num_steps=4, batch_size=1)
+    values, _ = sde_statistics(
+        model,
+        wide,
+        _recorder(wide, PHIS),
+        method="hb",
+        beta=0.5,
+        eta=0.2,
+        num_steps=4,
+        batch_size=1,
+        key=9,
+        num_paths=2000,
+        chunk_size=2000,
+    )
+    within_sigmas(values.mean["mean"][1:], values.var["mean"][1:], 2000, ex.mean[1:], "mean")
+    within_sigmas(
+        values.mean["second-moment"][1:],
+        values.var["second-moment"][1:],
+        2000,
+        ex.second[1:],
+        "second moment",
+    )

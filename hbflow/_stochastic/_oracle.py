@@ -30,7 +30,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 
 from ._iterates import method_coefficients
 from ._problems import FiniteSumProblem, check_batch_size
@@ -185,7 +184,7 @@ def sde_moments_exact(
         key = At.tobytes() + scale[k].tobytes()
         if key not in cache:
             op = np.kron(At, eye) + np.kron(eye, At) + eta * scale[k] ** 2 * noise
-            cache[key] = scipy.linalg.expm(eta * op)
+            cache[key] = np.asarray(jax.scipy.linalg.expm(jnp.asarray(eta * op)))
         S = (cache[key] @ S.reshape(-1)).reshape(d + 1, d + 1)
         S = 0.5 * (S + S.T)
         out[k + 1] = S

@@ -223,6 +223,12 @@ class FiniteSumProblem:
         centred = grads - jnp.mean(grads, axis=0)
         return centred.T / jnp.sqrt(batch_size * self._n)
 
+    def noise_apply(self, x: jax.Array, w: jax.Array, batch_size: int) -> jax.Array:
+        r"""$G(x)\,w$ without forming $G$: the gradient of
+        $\sum_i (w_i - \bar w)\,\ell_i(x)/\sqrt{Bn}$ (one reverse pass instead of $n$)."""
+        centred = (w - jnp.mean(w)) / jnp.sqrt(batch_size * self._n)
+        return jax.grad(lambda y: jnp.sum(centred * self.sample_losses(y)))(x)
+
     def noise_covariance(self, x: jax.Array, batch_size: int) -> jax.Array:
         r"""$\Sigma_B(x) = \frac1{Bn}\sum_i(\nabla\ell_i-\nabla L)(\nabla\ell_i-\nabla L)^\top$."""
         g = self.noise_factor(x, batch_size)

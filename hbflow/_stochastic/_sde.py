@@ -5,8 +5,10 @@ An SME here is an Itô SDE in the iterates' time $t = k\eta$,
 $$du = f_k(u)\,dt + \sqrt\eta\;s_k\;G(u)\,dW_t,\qquad G G^\top = \Sigma_B(u),$$
 
 on $t\in[k\eta, (k+1)\eta]$, with a drift $f_k$ taken from a deterministic model of
-``hbflow._models`` and $W$ an $n$-dimensional Brownian motion ($G$ is the centred per-sample
-gradient matrix over $\sqrt{Bn}$, so no matrix square root is needed):
+``hbflow._models``.  When $d \le n$ the noise is $\Sigma_B^{1/2}\,dW$ with $W$ in
+$\mathbb R^d$; when $d > n$ it is $G\,dW$ with $W$ in $\mathbb R^n$ and $G$ the centred
+per-sample gradient matrix over $\sqrt{Bn}$, applied by one reverse pass (a
+`lineax.FunctionLinearOperator`) without forming it; the two have the same law.  Models:
 
 - ``sme1``: $f = -\nabla L/(1-\beta)$, $s = 1/(1-\beta)$ — the first-order SME of Li, Tai & E
   (2017, 2019) with momentum.  Expected weak order 1.
@@ -42,6 +44,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 
 from .._counter_terms import counter_terms
@@ -204,12 +207,22 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         return self._at(t1) - self._at(t0)
 
 
+def _symmetric_sqrt(sigma):
+    """The symmetric square root of a positive semi-definite matrix (eigenvalues clipped at 0)."""
+    values, vectors = jnp.linalg.eigh(sigma)
+    return (vectors * jnp.sqrt(jnp.maximum(values, 0.0))) @ vectors.T
+
+
 def _solve_path(
     model, problem, batch_size, num_pieces, substeps, record, key, x0, eta, beta, table
 ):
     """`record(u(t_k))` for k = 0..K on one Brownian path, with substeps m, 2m, 4m."""
     finest = 4 * substeps
-    bm = GridBrownianPath.sample(key, num_pieces, finest, (problem.n,))
+    # The noise is G(u) dW with W in R^n (G G^T = Sigma_B), or Sigma_B^{1/2} dW with W in R^d:
+    # the same law; the smaller Brownian dimension is cheaper to sample.
+    small = problem.dim <= problem.n
+    noise_dim = problem.dim if small else problem.n
+    bm = GridBrownianPath.sample(key, num_pieces, finest, (noise_dim,))
     ts = jnp.arange(num_pieces + 1, dtype=jnp.float64)
 
     def piece(s, m):
@@ -220,8 +233,13 @@ def _solve_path(
         return eta * model.drift_field(problem, u, eta, beta, row[:-1])
 
     def diffusion(s, u, m):
-        row = table[piece(s, m)]
-        return eta * row[-1] * problem.noise_factor(u, batch_size)
+        scale = eta * table[piece(s, m)][-1]
+        if small:
+            return scale * _symmetric_sqrt(problem.noise_covariance(u, batch_size))
+        return lx.FunctionLinearOperator(
+            lambda w: scale * problem.noise_apply(u, w, batch_size),
+            jax.ShapeDtypeStruct((noise_dim,), jnp.float64),
+        )
 
     terms = diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, bm))
 
