@@ -147,3 +147,15 @@ def test_oracle_matches_monte_carlo_with_more_parameters_than_samples():
         ex.second[1:],
         "second moment",
     )
+
+
+def test_psd_cholesky_factors_full_and_low_rank_covariances():
+    from hbflow._stochastic._sde import psd_cholesky
+
+    rng = np.random.default_rng(0)
+    for rank in (4, 2):
+        a = rng.standard_normal((4, rank))
+        sigma = a @ a.T
+        factor = np.asarray(psd_cholesky(sigma))
+        assert np.allclose(np.triu(factor, 1), 0)
+        assert np.allclose(factor @ factor.T, sigma, rtol=1e-10, atol=1e-12)

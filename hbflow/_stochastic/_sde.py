@@ -5,10 +5,10 @@ An SME here is an Itô SDE in the iterates' time $t = k\eta$,
 $$du = f_k(u)\,dt + \sqrt\eta\;s_k\;G(u)\,dW_t,\qquad G G^\top = \Sigma_B(u),$$
 
 on $t\in[k\eta, (k+1)\eta]$, with a drift $f_k$ taken from a deterministic model of
-``hbflow._models``.  When $d \le n$ the noise is $\Sigma_B^{1/2}\,dW$ with $W$ in
-$\mathbb R^d$; when $d > n$ it is $G\,dW$ with $W$ in $\mathbb R^n$ and $G$ the centred
-per-sample gradient matrix over $\sqrt{Bn}$, applied by one reverse pass (a
-`lineax.FunctionLinearOperator`) without forming it; the two have the same law.  Models:
+``hbflow._models``.  When $d \le \min(n, 16)$ the noise is $L\,dW$ with $LL^\top = \Sigma_B$
+(`psd_cholesky`) and $W$ in $\mathbb R^d$; otherwise it is $G\,dW$ with $W$ in $\mathbb R^n$
+and $G$ the centred per-sample gradient matrix over $\sqrt{Bn}$, applied by one reverse pass
+(a `lineax.FunctionLinearOperator`) without forming it; the two have the same law.  Models:
 
 - ``sme1``: $f = -\nabla L/(1-\beta)$, $s = 1/(1-\beta)$ — the first-order SME of Li, Tai & E
   (2017, 2019) with momentum.  Expected weak order 1.
@@ -207,10 +207,33 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         return self._at(t1) - self._at(t0)
 
 
-def _symmetric_sqrt(sigma):
-    """The symmetric square root of a positive semi-definite matrix (eigenvalues clipped at 0)."""
-    values, vectors = jnp.linalg.eigh(sigma)
-    return (vectors * jnp.sqrt(jnp.maximum(values, 0.0))) @ vectors.T
+#: Largest d for which the noise uses a d-dimensional Brownian motion and an unrolled Cholesky
+#: factor of Sigma_B (elementwise operations that vectorise over paths; LAPACK calls on tiny
+#: matrices do not).
+SMALL_DIM = 16
+
+
+def psd_cholesky(sigma):
+    r"""A lower-triangular $L$ with $LL^\top = \Sigma$ for a positive semi-definite $\Sigma$.
+
+    Unrolled over the (small, static) dimension.  A pivot below $10^{-13}\,\mathrm{tr}\Sigma$
+    is taken as 0 together with the rest of its column, which is exact for a positive
+    semi-definite matrix of lower rank (the mini-batch covariance has rank $\le n-1$).
+    """
+    d = sigma.shape[-1]
+    tiny = 1e-13 * jnp.trace(sigma)
+    cols: list[list] = [[None] * d for _ in range(d)]
+    zero = jnp.zeros_like(sigma[0, 0])
+    for j in range(d):
+        pivot = sigma[j, j] - sum((cols[j][k] ** 2 for k in range(j)), zero)
+        ok = pivot > tiny
+        ljj = jnp.sqrt(jnp.where(ok, pivot, 1.0))
+        cols[j][j] = jnp.where(ok, ljj, 0.0)
+        for i in range(j + 1, d):
+            off = sigma[i, j] - sum((cols[i][k] * cols[j][k] for k in range(j)), zero)
+            cols[i][j] = jnp.where(ok, off / ljj, 0.0)
+    rows = [jnp.stack([cols[i][j] if j <= i else zero for j in range(d)]) for i in range(d)]
+    return jnp.stack(rows)
 
 
 def _solve_path(
@@ -220,7 +243,7 @@ def _solve_path(
     finest = 4 * substeps
     # The noise is G(u) dW with W in R^n (G G^T = Sigma_B), or Sigma_B^{1/2} dW with W in R^d:
     # the same law; the smaller Brownian dimension is cheaper to sample.
-    small = problem.dim <= problem.n
+    small = problem.dim <= min(problem.n, SMALL_DIM)
     noise_dim = problem.dim if small else problem.n
     bm = GridBrownianPath.sample(key, num_pieces, finest, (noise_dim,))
     ts = jnp.arange(num_pieces + 1, dtype=jnp.float64)
@@ -235,7 +258,11 @@ def _solve_path(
     def diffusion(s, u, m):
         scale = eta * table[piece(s, m)][-1]
         if small:
-            return scale * _symmetric_sqrt(problem.noise_covariance(u, batch_size))
+            factor = scale * psd_cholesky(problem.noise_covariance(u, batch_size))
+            return lx.FunctionLinearOperator(
+                lambda w: jnp.sum(factor * w, axis=1),
+                jax.ShapeDtypeStruct((noise_dim,), jnp.float64),
+            )
         return lx.FunctionLinearOperator(
             lambda w: scale * problem.noise_apply(u, w, batch_size),
             jax.ShapeDtypeStruct((noise_dim,), jnp.float64),
