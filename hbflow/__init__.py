@@ -78,3 +78,22 @@ from ._sweep import SweepProgress as SweepProgress
 from ._sweep import SweepResult as SweepResult
 from ._sweep import load_sweep_results as load_sweep_results
 from ._sweep import sweep as sweep
+
+# --- stochastic ---
+from ._stochastic import BUILTIN_PHIS as BUILTIN_PHIS
+from ._stochastic import ExactMoments as ExactMoments
+from ._stochastic import FiniteSumProblem as FiniteSumProblem
+from ._stochastic import MethodCoefficients as MethodCoefficients
+from ._stochastic import StochasticModifiedEquation as StochasticModifiedEquation
+from ._stochastic import WeakModelErrors as WeakModelErrors
+from ._stochastic import WeakOrderStudy as WeakOrderStudy
+from ._stochastic import compare_weak as compare_weak
+from ._stochastic import diagonal_linear_network_sgd as diagonal_linear_network_sgd
+from ._stochastic import get_stochastic_problem as get_stochastic_problem
+from ._stochastic import iterate_moments_exact as iterate_moments_exact
+from ._stochastic import least_squares_problem as least_squares_problem
+from ._stochastic import logistic_regression_problem as logistic_regression_problem
+from ._stochastic import sde_model_from_name as sde_model_from_name
+from ._stochastic import sde_moments_exact as sde_moments_exact
+from ._stochastic import stochastic_iterates as stochastic_iterates
+from ._stochastic import stochastic_problem_names as stochastic_problem_names

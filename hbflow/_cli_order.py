@@ -89,6 +89,9 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
         help="run a study above the documented work limits (refused by default, with an "
         "estimate of its cost)",
     )
+    from ._cli_stochastic import add_stochastic_arguments
+
+    add_stochastic_arguments(p)
     p.set_defaults(run=run_order)
     return p
 
@@ -186,6 +189,10 @@ def run_order(args: argparse.Namespace) -> int:
     **Raises:** `ValueError` for bad input (the caller prints it, without traceback).
     """
     try:
+        if getattr(args, "batch_size", None) is not None:
+            from ._cli_stochastic import run_stochastic_order
+
+            return run_stochastic_order(args, DEFAULTS["models"])
         return _run(args)
     except RuntimeError as err:  # e.g. float64 switched off: report, no traceback
         print(f"hbflow: error: {err}", file=sys.stderr)

@@ -194,3 +194,101 @@ def _table(study: OrderStudy, name: str, expected: int | float, tol: float) -> s
     )
     lines.extend(f"  warning: {w}" for w in study.warnings)
     return "\n".join(lines)
+
+
+# --- stochastic: weak order ---
+
+from ._stochastic._compare import MC_MARGIN, WeakOrderStudy, compare_weak  # noqa: E402
+from ._stochastic._sde import sde_model_from_name  # noqa: E402
+
+__all__ += ["assert_weak_order"]
+
+
+def assert_weak_order(
+    problem: Any,
+    *,
+    method: str = "hb",
+    beta: float = 0.5,
+    etas: Sequence[float],
+    horizon: float,
+    batch_size: int,
+    model: Any = "sme1",
+    phi: Any = "mean",
+    expected: float | None = None,
+    tol: float = 0.3,
+    paths: int | str = "exact",
+    **compare_kwargs: Any,
+) -> WeakOrderStudy:
+    r"""Assert that the SDE `model` has weak error $O(\eta^{\text{expected}})$ for `phi`.
+
+    Runs `hbflow.compare_weak` for one model and one test function and checks, in this order:
+
+    1. the SDE solver error is `SOLVER_MARGIN` (100) times below the weak error at every step
+       size (Monte Carlo only; the oracle is exact);
+    2. the Monte Carlo standard error of the max weak error is `MC_MARGIN` (5) times below it
+       at every step size (Monte Carlo only);
+    3. the fitted slope of $\log\max_k|\mathbb E\varphi(u_k) - \mathbb E\varphi(u(t_k))|$
+       against $\log\eta$ is within `tol` of `expected`.
+
+    **Arguments:**
+
+    - `problem`, `method`, `beta`, `etas`, `horizon`, `batch_size`, `paths`: as in
+      `compare_weak` (`paths` defaults to ``"exact"``, the least-squares oracle).
+    - `model`: an SDE model name (``"sme1"``, ``"sme-steady2"``, …) or model.
+    - `phi`: one test function (a name or a callable).
+    - `expected`: the expected weak order; default the model's stated order.  Required where
+      the model's order is measured, not claimed.
+    - `tol`: the largest accepted $|\text{slope} - \text{expected}|$, $> 0$.
+    - `compare_kwargs`: passed on to `compare_weak` (`key`, `sampling`, `substeps`, …).
+
+    **Returns:** the `WeakOrderStudy`.
+
+    **Raises:** `AssertionError` with the error table if a check fails; `ValueError` for bad
+    arguments.
+    """
+    __tracebackhide__ = True
+    for key in ("models", "phis"):
+        if key in compare_kwargs:
+            raise ValueError(f"assert_weak_order sets {key} itself; do not pass {key}=")
+    method = check_method(method)
+    beta = check_beta(beta, method)
+    sde = sde_model_from_name(model)
+    if expected is None:
+        expected = sde.order(method, beta)
+        if expected is None:
+            raise ValueError(
+                f"{sde.name} states no weak order for method={method}, beta={beta:g} (it is "
+                "measured, not claimed); pass expected="
+            )
+    if isinstance(expected, bool) or not isinstance(expected, (int, float, np.number)):
+        raise ValueError(f"expected must be a number (the expected order), got {expected!r}")
+    check_positive(tol, "tol")
+    study = compare_weak(
+        problem,
+        method=method,
+        beta=beta,
+        etas=etas,
+        horizon=horizon,
+        batch_size=batch_size,
+        models=[sde],
+        phis=[phi],
+        paths=paths,
+        **compare_kwargs,
+    )
+    m = study.models[sde.name]
+    if m.solver_flags.any():
+        raise AssertionError(
+            f"{sde.name}: the SDE solver error is not {SOLVER_MARGIN:g}x below the weak error; "
+            "pass more substeps=:\n" + study.to_text()
+        )
+    if m.mc_flags.any():
+        raise AssertionError(
+            f"{sde.name}: the Monte Carlo standard error is not {MC_MARGIN:g}x below the weak "
+            "error; use more paths or larger step sizes:\n" + study.to_text()
+        )
+    if not (math.isfinite(m.slope) and abs(m.slope - expected) <= tol):
+        raise AssertionError(
+            f"{sde.name}: fitted weak order {m.slope:.3f} for phi = {m.phi} is not within "
+            f"{tol:g} of the expected {expected:g}:\n" + study.to_text()
+        )
+    return study
