@@ -25,6 +25,7 @@ from flint import fmpq, fmpz_poly
 from . import _counter_terms
 from ._counter_terms import CONVENTION, CounterTerms
 from ._derive import RationalFunction, parse_beta
+from ._validate import check_count
 
 __all__ = ["field_text", "field_latex", "to_json_data"]
 
@@ -418,6 +419,8 @@ def _views(ct, k, beta, steady_state, progress=None):
     _check_counter_terms(ct)
     if k is not None and steady_state:
         raise ValueError("give either k or steady_state, not both")
+    if k is not None:
+        k = check_count(k, "k", minimum=0)
     value = parse_beta(beta)
     by_order: dict[int, list] = {}
     report = _Progress("formatting", len(ct.trees), progress)
@@ -636,6 +639,8 @@ def to_json_data(
     _check_counter_terms(ct)
     if k is not None and steady_state:
         raise ValueError("give either k or steady_state, not both")
+    if k is not None:
+        k = check_count(k, "k", minimum=0)
     value = parse_beta(beta)
     report = _Progress("formatting", len(ct.trees), progress)
     zero = RationalFunction((0,), (1,))
