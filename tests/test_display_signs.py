@@ -75,6 +75,8 @@ def latex_to_sympy(s: str) -> sympy.Expr:
 def parse_latex(out: str) -> dict[str, tuple[int, sympy.Expr]]:
     """{loss notation: (power of eta, coefficient)} from the LaTeX rendering."""
     assert out.startswith(r"\begin{align*}") and out.rstrip().endswith(r"\end{align*}")
+    # A long coefficient continues on lines that start with "&\qquad\quad": join them first.
+    out = re.sub(r" \\\\\n&\\qquad\\quad ", " ", out)
     pattern = re.compile(
         r"(?P<eta>\\eta(?:\^\{(?P<p>\d+)\})?\\Big\\\{)"
         r"|\\Big\[(?P<coef>.*?)\\Big\] (?P<notation>.*?)(?= \\\\| \\Big\\\}|$)",
