@@ -29,6 +29,8 @@ from ._derive import coefficients_at as coefficients_at
 from ._derive import coefficients_up_to as coefficients_up_to
 from ._format import field_latex as field_latex
 from ._format import field_text as field_text
+from ._shift import ShiftedStart as ShiftedStart
+from ._shift import shifted_start as shifted_start
 from ._trees import Tree as Tree
 from ._trees import trees_of_order as trees_of_order
 from ._trees import trees_up_to as trees_up_to
