@@ -51,7 +51,14 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--models",
         default=DEFAULTS["models"],
-        help="comma-separated: hbfN, steadyN (N >= 1), rgf, ks2, mgf, gf",
+        help="comma-separated: hbfN, steadyN, shiftedN (N >= 1), rgf, ks2, mgf, gf",
+    )
+    p.add_argument(
+        "--after",
+        default="0",
+        metavar="T0",
+        help="take the errors over t_k >= T0 only, outside the initial layer "
+        "(0 <= T0 < horizon; default 0)",
     )
     p.add_argument("--format", default="text", help="text (default) or json")
     p.add_argument("--plot", metavar="FILE.png", help="also save a plot")
@@ -78,6 +85,7 @@ _RANGES = {
     "rtol": "> 0",
     "atol": "> 0",
     "x0": "(finite)",
+    "after": "with 0 <= T0 < horizon",
 }
 
 
@@ -146,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     from ._compare import compare, failure_summary
     from ._models import model_from_name
     from ._problems import DEFAULT_PROBLEM, get_problem, problem_names
-    from ._validate import check_beta, check_count, check_method, check_positive
+    from ._validate import check_after, check_beta, check_count, check_method, check_positive
 
     if args.format not in ("text", "json"):
         raise ValueError(f"--format must be text or json, got {args.format!r}")
@@ -164,6 +172,7 @@ def _run(args: argparse.Namespace) -> int:
     rtol = check_positive(_float(args.rtol, "rtol"), "--rtol")
     atol = check_positive(_float(args.atol, "atol"), "--atol")
     max_steps = check_count(_int(args.max_steps, "max-steps"), "--max-steps")
+    after = check_after(_float(args.after, "after"), horizon, name="--after")
 
     if args.loss:
         loss = _load_loss(args.loss)
@@ -205,6 +214,7 @@ def _run(args: argparse.Namespace) -> int:
         max_steps=max_steps,
         progress=progress,
         throw=False,
+        after=after,
     )
     if args.format == "json":
         data = study.to_json()
