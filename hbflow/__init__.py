@@ -57,6 +57,7 @@ from ._models import HeavyBallFlow as HeavyBallFlow
 from ._models import KovachkiStuartODE as KovachkiStuartODE
 from ._models import MomentumGradientFlow as MomentumGradientFlow
 from ._models import RescaledGradientFlow as RescaledGradientFlow
+from ._models import ShiftedSteadyStateFlow as ShiftedSteadyStateFlow
 from ._models import SteadyStateFlow as SteadyStateFlow
 from ._models import model_from_name as model_from_name
 from ._plot import plot_order_study as plot_order_study

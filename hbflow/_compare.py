@@ -103,7 +103,7 @@ class ModelErrors:
       `layer_width`); NaN where the run failed.
 
     With ``compare(..., after=T0)`` the max errors, slopes and solver errors are taken over
-    $t_k \ge T_0$ only; `errors` keeps the whole trajectory.
+    $t_k \\ge T_0$ only; `errors` keeps the whole trajectory.
     """
 
     name: str
@@ -160,7 +160,7 @@ class OrderStudy:
     - `iterates_seconds`: wall time of the iterates (all step sizes, with compilation).
     - `failures`: the runs that failed (`RunFailure`); their entries are NaN.  Empty unless
       `compare` was called with ``throw=False`` (it raises `OrderStudyError` otherwise).
-    - `after`: $T_0$, the start of the window $t_k \ge T_0$ over which errors are taken.
+    - `after`: $T_0$, the start of the window $t_k \\ge T_0$ over which errors are taken.
     """
 
     method: str
