@@ -140,7 +140,9 @@ def coefficients_up_to(
     return out
 
 
-def closed_form_characters(order: int, method: str) -> dict[Tree, dict[int, dict[int, QBeta]]]:
+def closed_form_characters(
+    order: int, method: str, report=None
+) -> dict[Tree, dict[int, dict[int, QBeta]]]:
     r"""$b_k$ in closed form: for each tree, ``{(j, m): c_{j,m}}`` with
     $b_k(\tau) = \sum c_{j,m}(\beta)\,k^m \beta^{jk}$, $c_{j,m} \in \mathbb{Q}(\beta)$.
 
@@ -148,6 +150,8 @@ def closed_form_characters(order: int, method: str) -> dict[Tree, dict[int, dict
     involves only smaller trees, so the trees are solved in order of size.  Initial values are
     fitted at $k = 0, 1$ (for NAG, the closed form of $a_{k-1}$ need not equal $a_{-1} = a_0$
     at $k = 0$, so the forcing is only used for $k \ge 1$).
+
+    `report`, if given, is called with a short description of each stage as it starts.
     """
     check_order(order)
     check_method(method)
@@ -158,6 +162,8 @@ def closed_form_characters(order: int, method: str) -> dict[Tree, dict[int, dict
     ak: dict[Tree, object] = {}
     ek: dict[Tree, object] = {}
     for tree in trees_up_to(order):
+        if report is not None and (not ak or tree.order > max(t.order for t in ak)):
+            report(f"recurrences for the trees of order {tree.order}")
         forcing = E.one
         for child in tree.children:
             if child not in ek:
@@ -168,7 +174,12 @@ def closed_form_characters(order: int, method: str) -> dict[Tree, dict[int, dict
         ak[tree] = E.solve_recurrence(forcing, E.field.zero, a1)
     chars_k = Character(ak, order, 1, E.one)
     chars_k1 = chars_k.map(lambda p: E.shift(p, 1), one=E.one)
-    b = log(compose(inverse(chars_k), chars_k1))
+    if report is not None:
+        report("the one-step map a_k^-1 · a_(k+1)")
+    step = compose(inverse(chars_k), chars_k1)
+    if report is not None:
+        report("its logarithm b_k")
+    b = log(step)
     return {tree: E.by_exponent(p) for tree, p in b.items()}
 
 

@@ -110,14 +110,19 @@ def test_latex_names_the_piece(capsys):
 def test_displayed_coefficients_are_exact(method):
     # The text/LaTeX view regroups and refactors each coefficient (powers of beta^k, powers of k,
     # (1 - beta) denominators); it must still be exactly (-1)^|tau| b_k(tau) / sigma(tau).
-    from hbflow._format import ONE_MINUS_BETA, _shown
+    from hbflow._format import _TEXT, _shown
 
     beta, k = LOCALS["beta"], LOCALS["k"]
     ct = counter_terms(4, method)
     for tree in ct.trees:
         groups = _shown(ct, tree, k=None, beta=None, steady_state=False)
         shown = sum(
-            (beta ** (j * k) if j else 1) * p.subs(ONE_MINUS_BETA, 1 - beta) for j, p in groups
+            (beta ** (j * k) if j else 1)
+            * sympy.sympify(
+                _TEXT.expression(p).replace("·", "*").replace("^", "**").replace("β", "beta"),
+                locals=LOCALS,
+            )
+            for j, p in groups
         )
         for kk in (0, 1, 5):
             expected = tree.sign * ct.at(kk)[tree] / tree.sigma
@@ -148,3 +153,37 @@ def test_a_broken_order_subcommand_fails_loudly(monkeypatch):
         monkeypatch.undo()
         importlib.reload(hbflow._cli)
     assert "order" in hbflow._cli.build_parser().format_help()
+
+
+def test_derivation_progress_goes_to_stderr(monkeypatch, capsys):
+    from hbflow import _counter_terms
+
+    monkeypatch.setattr(_counter_terms, "PROGRESS_AFTER_S", 0.0)
+    _counter_terms.derive_counter_terms(3, "nag", progress=True)
+    err = capsys.readouterr().err
+    assert "hbflow: deriving nag order 3: recurrences for the trees of order 3" in err
+    assert "its logarithm b_k" in err and err.rstrip().endswith("s)")
+    _counter_terms.derive_counter_terms(3, "nag", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_quick_derivation_is_silent(capsys):
+    from hbflow import _counter_terms
+
+    _counter_terms.derive_counter_terms(2, "hb", progress=True)  # well under a second
+    assert capsys.readouterr().err == ""
+
+
+def test_formatting_progress_goes_to_stderr(monkeypatch, capsys):
+    from hbflow import _counter_terms
+    from hbflow._format import field_text, to_json_data
+
+    monkeypatch.setattr(_counter_terms, "PROGRESS_AFTER_S", 0.0)
+    ct = counter_terms(3, "hb")
+    field_text(ct, progress=True)
+    err = capsys.readouterr().err
+    assert "hbflow: formatting [4/4] tree [[•]]" in err
+    to_json_data(ct, progress=False)
+    assert capsys.readouterr().err == ""
+    code, out, err = run(capsys, "derive", "--order", "3")  # stderr is not a terminal here
+    assert code == 0 and err == ""
