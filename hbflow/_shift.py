@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -35,10 +36,9 @@ import sympy
 from flint import fmpz_poly
 from sympy.polys.domains import QQ
 
-from . import _bseries, _derive, _exppoly, _trees
 from ._bseries import Character, compose, exp
 from ._derive import RationalFunction, _iterate_characters, _lookahead
-from ._exppoly import BETA, ExpPoly, ExpPolyRing, QBeta
+from ._exppoly import ExpPoly, ExpPolyRing, QBeta
 from ._trees import Tree, trees_up_to
 from ._validate import check_beta, check_method, check_order, parse_beta
 
@@ -46,10 +46,11 @@ __all__ = ["ShiftedStart", "shifted_start", "SHIFT_VERSION"]
 
 
 def _source_hash() -> str:
-    digest = hashlib.sha256()
-    for module in (_trees, _bseries, _exppoly, _derive):
-        digest.update(Path(module.__file__).read_bytes())
-    digest.update(Path(__file__).read_bytes())
+    # The counter terms' version (their code without docstrings) and this module's code.
+    from ._counter_terms import DERIVATION_VERSION, _code_of
+
+    digest = hashlib.sha256(DERIVATION_VERSION.encode())
+    digest.update(_code_of(Path(__file__).read_text(encoding="utf-8")).encode())
     return digest.hexdigest()[:16]
 
 
@@ -218,98 +219,13 @@ class ShiftedStart:
             raise ValueError(f"order must be <= {self.order} to truncate, got {order}")
         return ShiftedStart(self.method, order, {t: self._values[t] for t in trees_up_to(order)})
 
-    # --- rendering ----------------------------------------------------------------------------
-
-    def _shown(self, tree, beta) -> sympy.Expr:
-        # Loss notation: F(tau) = (-1)^{|tau|} E(tau), so E(tau) carries (-1)^{|tau|} psi/sigma.
-        return sympy.factor(sympy.Rational(tree.sign, tree.sigma) * self.coefficient(tree, beta))
-
-    def text(self, beta=None) -> str:
-        r"""The shifted start as a paper writes it: $u_0 + \eta\,\frac{\beta}{(1-\beta)^2}
-        \nabla L(u_0) + \eta^2(\dots) + \dots$, one line per power of η."""
-        names = {"hb": "heavy ball", "nag": "Nesterov", "gd": "gradient descent"}
-        value = parse_beta(beta, self.method)
-        where = "" if value is None else f", β = {value}"
-        lines = [
-            f"Shifted start of the steady-state flow of {names[self.method]} "
-            f"({self.method}{where}), order {self.order}",
-            "",
-            "u0' = u0",
-        ]
-        for n in range(1, self.order + 1):
-            parts = []
-            for tree in self.trees:
-                if tree.order != n:
-                    continue
-                c = self._shown(tree, beta)
-                if c != 0:
-                    parts.append(f"[{_text(c)}] {tree.loss_notation()}")
-            if parts:
-                eta = "η" if n == 1 else "η" + str(n).translate(_SUPERSCRIPT)
-                body = ("\n" + " " * 10 + "+ ").join(parts)
-                lines.append(
-                    f"    + {eta} · {{ {body} }}" if len(parts) > 1 else f"    + {eta} · {body}"
-                )
-        lines += [
-            "",
-            "∇L, H = ∇²L and ∇ᵐL[…] at u0; u0' = B(ψ, u0), "
-            "ψ = lim_k a_k · exp(-k b_∞); the steady-state flow starts at u0'",
-        ]
-        return "\n".join(lines)
-
-    def latex(self, beta=None) -> str:
-        r"""The shifted start as a LaTeX ``align*`` environment, grouped by powers of $\eta$."""
-        names = {BETA: r"\beta"}
-        rows = []
-        for n in range(1, self.order + 1):
-            parts = []
-            for tree in self.trees:
-                if tree.order == n:
-                    c = self._shown(tree, beta)
-                    if c != 0:
-                        body = sympy.latex(c, symbol_names=names)
-                        parts.append(rf"\Big[{body}\Big] {tree.loss_notation(latex=True)}")
-            if parts:
-                eta = r"\eta" if n == 1 else rf"\eta^{{{n}}}"
-                rows.append(rf"{eta}\Big\{{ " + r" \\ &\qquad + ".join(parts) + r" \Big\}")
-        out = [r"\begin{align*}", r"u_0' &= u_0 \\"]
-        out += [rf"&\quad + {row} \\" for row in rows]
-        out[-1] = out[-1].rstrip(" \\")
-        out.append(r"\end{align*}")
-        return "\n".join(out)
-
-    def to_json_data(self, beta=None) -> dict:
-        """The JSON object of ``hbflow derive --shift --format json``: the term layout of
-        ``hbflow derive``, with ``coefficient`` $= \\psi(\\tau)$."""
-        value = parse_beta(beta, self.method)
-        return {
-            "method": self.method,
-            "order": self.order,
-            "beta": None if value is None else str(value),
-            "k": None,
-            "steady_state_only": False,
-            "shift": True,
-            "convention": "shifted start u0' = B(psi, u0) = u0 + sum over trees tau of "
-            "eta^|tau| * psi(tau)/sigma(tau) * F(tau)(u0); F(•) = g = -∇L, "
-            "F([t1,...,tm]) = g^(m)[F(t1),...,F(tm)]; psi = lim_k a_k · exp(-k b_inf)",
-            "symbols": "coefficient strings use the symbol beta; read them with "
-            "sympy.sympify(s, locals={'beta': Symbol('beta')})",
-            "terms": [
-                {
-                    "tree": list(t.level_sequence),
-                    "order": t.order,
-                    "sigma": t.sigma,
-                    "loss_notation": t.loss_notation(),
-                    "coefficient": str(self.coefficient(t, beta)),
-                }
-                for t in self.trees
-            ],
-        }
-
     # --- serialisation ------------------------------------------------------------------------
 
     def to_data(self) -> dict:
-        return {
+        """Plain data for a cache file, with a SHA-256 checksum of its contents."""
+        from ._counter_terms import _checksum
+
+        data = {
             "format": _FORMAT,
             "derivation_version": SHIFT_VERSION,
             "method": self.method,
@@ -319,9 +235,15 @@ class ShiftedStart:
                 for t in self.trees
             ],
         }
+        data["checksum"] = _checksum(data)
+        return data
 
     @classmethod
     def from_data(cls, data: dict) -> ShiftedStart:
+        """Read `to_data`'s output back; `ValueError` for another format or version, or a
+        checksum that does not match (a damaged or edited file)."""
+        from ._counter_terms import _checksum
+
         if data.get("format") != _FORMAT:
             raise ValueError(f"not a shifted-start file (format {data.get('format')!r})")
         if data.get("derivation_version") != SHIFT_VERSION:
@@ -329,21 +251,13 @@ class ShiftedStart:
                 f"written by derivation version {data.get('derivation_version')!r}, "
                 f"this code is {SHIFT_VERSION!r}"
             )
+        if data.get("checksum") != _checksum(data):
+            raise ValueError("checksum mismatch: the file is damaged or was edited")
         values = {
             Tree.from_level_sequence(e["tree"]): RationalFunction.from_json(e["psi"])
             for e in data["trees"]
         }
         return cls(data["method"], int(data["order"]), values)
-
-
-_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def _text(expr: sympy.Expr) -> str:
-    one_minus = sympy.Symbol("ONE_MINUS_BETA", positive=True)
-    s = sympy.sstr(sympy.factor(expr).xreplace({BETA - 1: -one_minus}))
-    s = s.replace("ONE_MINUS_BETA", "(1 - β)").replace("beta", "β")
-    return s.replace("**", "^").replace("*", "·")
 
 
 def shifted_start(order: int, method: str = "hb", *, use_cache: bool = True) -> ShiftedStart:
@@ -369,8 +283,34 @@ def shifted_start(order: int, method: str = "hb", *, use_cache: bool = True) -> 
     return _shifted_start(order, method, bool(use_cache))
 
 
-def _cache_filename(method: str, order: int) -> str:
+def cache_filename(method: str, order: int) -> str:
     return f"shifted_start_{method}_order{order}.json"
+
+
+def write_shift_cache(start: ShiftedStart, directory: Path) -> Path:
+    """Write `start` to `directory` atomically (a private temporary file, then a rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / cache_filename(start.method, start.order)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(start.to_data(), separators=(",", ":")))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _cached_files(directory: Path, method: str) -> list[tuple[int, Path]]:
+    found = []
+    for path in directory.glob(f"shifted_start_{method}_order*.json"):
+        try:
+            found.append((int(path.stem.rsplit("order", 1)[1]), path))
+        except ValueError:
+            continue
+    return sorted(found)
 
 
 @functools.cache
@@ -379,17 +319,23 @@ def _shifted_start(order: int, method: str, use_cache: bool) -> ShiftedStart:
 
     if use_cache:
         for directory in cache_dirs():
-            for path in sorted(directory.glob(f"shifted_start_{method}_order*.json")):
+            for stored, path in _cached_files(directory, method):
+                if stored < order:
+                    continue
                 try:
-                    stored = int(path.stem.rsplit("order", 1)[1])
-                    if stored < order:
-                        continue
-                    start = ShiftedStart.from_data(json.loads(path.read_text()))
+                    start = ShiftedStart.from_data(json.loads(path.read_text(encoding="utf-8")))
                     if start.method != method or start.order != stored:
                         raise ValueError("file name and contents disagree")
                 except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+                    removed = ""
+                    if directory != cache_dirs()[0]:
+                        try:
+                            path.unlink(missing_ok=True)  # rewritten below, at this order
+                            removed = " (removed)"
+                        except OSError:
+                            removed = " (could not remove it)"
                     warnings.warn(
-                        f"ignoring shifted-start cache {path}: {err}; deriving again",
+                        f"ignoring shifted-start cache {path}{removed}: {err}; deriving again",
                         RuntimeWarning,
                         stacklevel=4,
                     )
@@ -397,13 +343,8 @@ def _shifted_start(order: int, method: str, use_cache: bool) -> ShiftedStart:
                 return start.truncate(order) if stored > order else start
     start = ShiftedStart(method, order, _derive_shift(order, method))
     if use_cache:
-        directory = cache_dirs()[-1]
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            path = directory / _cache_filename(method, order)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(start.to_data(), separators=(",", ":")))
-            tmp.replace(path)
+            write_shift_cache(start, cache_dirs()[-1])
         except OSError as err:
             warnings.warn(
                 f"could not write the shifted-start cache: {err}", RuntimeWarning, stacklevel=2

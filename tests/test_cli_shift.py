@@ -56,8 +56,14 @@ def test_shift_at_a_beta_and_in_latex(capsys):
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["derive", "--order", "2", "--shift", "--k", "3"], "--shift: not allowed with .*--k"),
-        (["derive", "--order", "2", "--shift", "--steady-state"], "--shift: not allowed with"),
+        (
+            ["derive", "--order", "2", "--shift", "--k", "3"],
+            "not allowed with argument --(shift|k)",
+        ),
+        (
+            ["derive", "--order", "2", "--shift", "--steady-state"],
+            "not allowed with argument --(shift|steady-state)",
+        ),
         (
             ["order", "--after", "-0.5"],
             r"--after must be a finite number with 0 <= --after < horizon",

@@ -1,5 +1,6 @@
 """The exact shifted start psi = lim a_k · exp(-k b_inf) (docs/theory.md#shifted-start)."""
 
+import json
 from fractions import Fraction
 
 import numpy as np
@@ -122,3 +123,34 @@ def test_bad_input():
         shifted_start(2, "adam")
     with pytest.raises(ValueError, match="beta"):
         shifted_start(2, "hb").values(1.0)
+
+
+def test_edited_cache_file_is_ignored(tmp_path, monkeypatch):
+    from hbflow import _shift
+
+    monkeypatch.setenv("HBFLOW_CACHE_DIR", str(tmp_path))
+    _shift._shifted_start.cache_clear()
+    good = shifted_start(2, "hb")
+    path = tmp_path / "shifted_start_hb_order2.json"
+    data = json.loads(path.read_text())
+    data["trees"][0]["psi"] = [["0", "1"], ["1"]]  # psi(•) = beta: a wrong value
+    path.write_text(json.dumps(data))
+    _shift._shifted_start.cache_clear()
+    with pytest.warns(RuntimeWarning, match="checksum"):
+        again = shifted_start(2, "hb")
+    assert all(again[t] == good[t] for t in good.trees)
+    _shift._shifted_start.cache_clear()
+
+
+def test_shipped_shifted_starts_match_a_fresh_derivation():
+    # The files in hbflow/_data are read with their version and checksum; orders 1..3 of each
+    # must equal the derivation from scratch.
+    from hbflow import _shift
+    from hbflow._counter_terms import _PACKAGE_DATA
+
+    shipped = sorted(_PACKAGE_DATA.glob("shifted_start_*.json"))
+    assert {p.name.split("_")[2] for p in shipped} == {"hb", "nag", "gd"}
+    for path in shipped:
+        start = _shift.ShiftedStart.from_data(json.loads(path.read_text()))
+        fresh = _shift._derive_shift(3, start.method)
+        assert all(start[t] == fresh[t] for t in fresh)
