@@ -104,9 +104,11 @@ def test_float_bridge_rounds_the_exact_value_once():
 
 
 def test_cache_round_trip(tmp_path, monkeypatch):
-    from hbflow import _shift
+    from hbflow import _counter_terms, _shift
 
     monkeypatch.setenv("HBFLOW_CACHE_DIR", str(tmp_path))
+    # Only the user cache: the shipped order-8 files would answer first.
+    monkeypatch.setattr(_counter_terms, "_PACKAGE_DATA", tmp_path / "no-shipped-data")
     _shift._shifted_start.cache_clear()
     first = shifted_start(3, "nag")
     assert (tmp_path / "shifted_start_nag_order3.json").is_file()
@@ -126,9 +128,11 @@ def test_bad_input():
 
 
 def test_edited_cache_file_is_ignored(tmp_path, monkeypatch):
-    from hbflow import _shift
+    from hbflow import _counter_terms, _shift
 
     monkeypatch.setenv("HBFLOW_CACHE_DIR", str(tmp_path))
+    # Only the user cache: the shipped order-8 files would answer first.
+    monkeypatch.setattr(_counter_terms, "_PACKAGE_DATA", tmp_path / "no-shipped-data")
     _shift._shifted_start.cache_clear()
     good = shifted_start(2, "hb")
     path = tmp_path / "shifted_start_hb_order2.json"
