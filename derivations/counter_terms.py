@@ -4,7 +4,8 @@
     python derivations/counter_terms.py --order 5 --method hb
     python derivations/counter_terms.py --order 9 --compress # gzip-compressed JSON
 
-Files go to ``hbflow/_data/counter_terms_{method}_order{N}.json[.gz]`` (or ``--out DIR``); the
+Files go to ``hbflow/_data/counter_terms_{method}_order{N}.json[.gz]`` (or ``--out DIR``), with
+the exact shifted start of the steady-state flow in ``shifted_start_{method}_order{N}.json``; the
 package loads them when their derivation version and checksum match, and derives on demand
 otherwise.  The methods are derived in parallel, one process each, up to ``--jobs``.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from hbflow._counter_terms import derive_counter_terms, write_cache
 from hbflow._derive import METHODS, check_order
+from hbflow._shift import ShiftedStart, _derive_shift, write_shift_cache
 
 DATA = Path(__file__).resolve().parent.parent / "hbflow" / "_data"
 
@@ -33,7 +35,14 @@ def _derive_and_write(order: int, method: str, out: Path, compressed: bool) -> s
         stale.unlink()
     path = write_cache(ct, out, compressed=compressed)
     size = path.stat().st_size / 1e6
-    return f"{method} order {order}: {time.perf_counter() - start:.1f} s -> {path} ({size:.2f} MB)"
+    # The shifted start of the steady-state flow (hbflow.shifted_start), from the same b_inf.
+    for stale in out.glob(f"shifted_start_{method}_order*.json"):
+        stale.unlink()
+    shift = write_shift_cache(ShiftedStart(method, order, _derive_shift(order, method)), out)
+    return (
+        f"{method} order {order}: {time.perf_counter() - start:.1f} s -> {path} ({size:.2f} MB)"
+        f" and {shift.name}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,8 @@ from ._derive import coefficients_at as coefficients_at
 from ._derive import coefficients_up_to as coefficients_up_to
 from ._format import field_latex as field_latex
 from ._format import field_text as field_text
+from ._shift import ShiftedStart as ShiftedStart
+from ._shift import shifted_start as shifted_start
 from ._trees import Tree as Tree
 from ._trees import trees_of_order as trees_of_order
 from ._trees import trees_up_to as trees_up_to
@@ -58,6 +60,7 @@ from ._models import HeavyBallFlow as HeavyBallFlow
 from ._models import KovachkiStuartODE as KovachkiStuartODE
 from ._models import MomentumGradientFlow as MomentumGradientFlow
 from ._models import RescaledGradientFlow as RescaledGradientFlow
+from ._models import ShiftedSteadyStateFlow as ShiftedSteadyStateFlow
 from ._models import SteadyStateFlow as SteadyStateFlow
 from ._models import model_from_name as model_from_name
 from ._plot import model_color as model_color

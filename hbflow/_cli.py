@@ -47,6 +47,11 @@ def _add_derive_parser(subparsers) -> None:
     view = p.add_mutually_exclusive_group()
     view.add_argument("--k", type=int, default=None, help="the piece k >= 0 (default: symbolic k)")
     view.add_argument("--steady-state", action="store_true", help="the steady state k -> infinity")
+    view.add_argument(
+        "--shift",
+        action="store_true",
+        help="the exact shifted start u0' = B(psi, u0) of the steady-state flow instead",
+    )
     p.add_argument("--format", default="text", help="text (default), latex or json")
     p.set_defaults(run=_run_derive)
 
@@ -64,6 +69,8 @@ def _run_derive(args) -> int:
         raise ValueError(f"format must be one of text, latex, json; got {args.format!r}")
     if args.k is not None:
         check_count(args.k, "--k", minimum=0)
+    if args.shift:
+        return _print_shift(args)
     ct = counter_terms(args.order, args.method)
     view = {"k": args.k, "beta": args.beta, "steady_state": args.steady_state}
     if args.format == "json":
@@ -79,6 +86,20 @@ def _add_version(parser: argparse.ArgumentParser) -> None:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"hbflow {__version__}")
+
+
+def _print_shift(args) -> int:
+    from ._format import shift_json_data, shift_latex, shift_text
+    from ._shift import shifted_start
+
+    start = shifted_start(args.order, args.method)
+    if args.format == "json":
+        print(json.dumps(shift_json_data(start, beta=args.beta), indent=2, ensure_ascii=False))
+    elif args.format == "latex":
+        print(shift_latex(start, beta=args.beta))
+    else:
+        print(shift_text(start, beta=args.beta))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

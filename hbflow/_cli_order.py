@@ -72,6 +72,13 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
         default=DEFAULTS["models"],
         help=_models_help(),
     )
+    p.add_argument(
+        "--after",
+        default="0",
+        metavar="T0",
+        help="take the errors over t_k >= T0 only, outside the initial layer "
+        "(0 <= T0 < horizon; default 0)",
+    )
     p.add_argument("--format", default="text", help="text (default) or json")
     p.add_argument(
         "--plot",
@@ -106,6 +113,7 @@ def _problem_help() -> str:
 MODEL_FAMILIES = {
     "hbfN": "heavy-ball flow of order N >= 1",
     "steadyN": "its steady state, a memoryless flow of order N >= 1",
+    "shiftedN": "the steady state of order N started at the exact shifted point",
     "gf": "gradient flow",
     "rgf": "rescaled gradient flow",
     "ks2": "Kovachki-Stuart second-order ODE",
@@ -132,6 +140,7 @@ _RANGES = {
     "rtol": "> 0",
     "atol": "> 0",
     "x0": "(finite)",
+    "after": "with 0 <= T0 < horizon",
 }
 
 
@@ -205,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
     from ._compare import compare, failure_summary
     from ._models import model_from_name
     from ._problems import DEFAULT_PROBLEM, get_problem, problem_names
-    from ._validate import check_beta, check_count, check_method, check_positive
+    from ._validate import check_after, check_beta, check_count, check_method, check_positive
 
     if args.format not in ("text", "json"):
         raise ValueError(f"--format must be one of text, json, got {args.format!r}")
@@ -223,6 +232,7 @@ def _run(args: argparse.Namespace) -> int:
     rtol = check_positive(_float(args.rtol, "rtol"), "--rtol")
     atol = check_positive(_float(args.atol, "atol"), "--atol")
     max_steps = check_count(_int(args.max_steps, "max-steps"), "--max-steps")
+    after = check_after(_float(args.after, "after"), horizon, name="--after")
 
     if args.loss:
         loss = _load_loss(args.loss)
@@ -271,6 +281,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=progress,
         throw=False,
         allow_large=args.allow_large,
+        after=after,
     )
     if args.format == "json":
         data = study.to_json()

@@ -60,6 +60,7 @@ from ._methods import (
 from ._models import AbstractContinuousModel, model_from_name
 from ._validate import (
     as_float_tree,
+    check_after,
     check_beta,
     check_count,
     check_loss,
@@ -106,6 +107,12 @@ class ModelErrors:
       error.
     - `compile_seconds`: the extra wall time of the first solve over a compiled one (see the
       module docstring); `run_seconds`: wall time of all the solves less `compile_seconds`.
+    - `layer_steps`: per step size, the width of the initial layer in steps: the first $k$
+      after which $e_k$ stays within twice its maximum over the final window (see
+      `layer_width`); NaN where the run failed.
+
+    With ``compare(..., after=T0)`` the max errors, slopes and solver errors are taken over
+    $t_k \\ge T_0$ only; `errors` keeps the whole trajectory.
     """
 
     name: str
@@ -121,6 +128,7 @@ class ModelErrors:
     solver_flags: np.ndarray
     compile_seconds: float
     run_seconds: float
+    layer_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
 
 class RunFailure(NamedTuple):
@@ -163,6 +171,7 @@ class OrderStudy:
       `compare` was called with ``throw=False`` (it raises `OrderStudyError` otherwise).
     - `problem`: an optional label of the problem, for titles and JSON (``None`` from
       `compare`; set it with ``dataclasses.replace(study, problem="my-loss")``).
+    - `after`: $T_0$, the start of the window $t_k \\ge T_0$ over which errors are taken.
     """
 
     method: str
@@ -178,6 +187,7 @@ class OrderStudy:
     iterates_seconds: float
     failures: tuple[RunFailure, ...] = ()
     problem: str | None = None
+    after: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -191,6 +201,7 @@ class OrderStudy:
             "method": self.method,
             "beta": self.beta,
             "horizon": self.horizon,
+            "after": self.after,
             "etas": _floats(self.etas),
             "num_steps": list(self.num_steps),
             "lambda": _floats(self.lambdas),
@@ -209,6 +220,7 @@ class OrderStudy:
                     "solver_error_flagged": [bool(f) for f in m.solver_flags],
                     "compile_seconds": round(m.compile_seconds, 4),
                     "run_seconds": round(m.run_seconds, 4),
+                    "layer_steps": _floats(m.layer_steps),
                 }
                 for name, m in self.models.items()
             },
@@ -246,7 +258,7 @@ class OrderStudy:
         lamh_row = ["lambda|H|", "", *[f"{x:.3g}" for x in self.lambda_h], "", "", ""]
         table = [header, *rows, lam_row, lamh_row]
         widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-        lines = [head, "max_k |u(t_k) - u_k| against the iterates from rest:"]
+        lines = [head, f"{_window_text(self.after, self.horizon)} against the iterates from rest:"]
         for j, r in enumerate(table):
             lines.append(
                 "  ".join(
@@ -255,6 +267,7 @@ class OrderStudy:
             )
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
+        lines.extend(_layer_lines(self))
         lines.extend(f"warning: {w}" for w in self.warnings)
         for f in self.failures:
             lines.append(f"failed: eta={f.eta:g} {f.model or 'iterates'}: {f.message}")
@@ -579,6 +592,7 @@ def compare(
     progress: bool | Callable[[Progress], Any] | None = None,
     throw: bool = True,
     allow_large: bool = False,
+    after: float = 0.0,
 ) -> OrderStudy:
     r"""Measure each model's distance to the iterates, and its order in the step size.
 
@@ -591,7 +605,8 @@ def compare(
       clean fit).
     - `horizon`: $T$, an integer multiple of every step size; $T/\eta$ is rounded to the
       nearest integer when it is within $10^{-9}$ (relative) of it, and rejected otherwise.
-    - `models`: model names (``hbfN``, ``steadyN``, ``rgf``, ``ks2``, ``mgf``, ``gf``) or models.
+    - `models`: model names (``hbfN``, ``steadyN``, ``shiftedN``, ``rgf``, ``ks2``, ``mgf``,
+      ``gf``) or models.
     - `rtol`, `atol`, `solver`, `max_steps`: passed to `solve_model`.
     - `solver_check`: also solve with tolerances 100× tighter to estimate the solver error.
     - `progress`: ``True`` prints one line per finished run (iterates or model, per step size)
@@ -601,6 +616,9 @@ def compare(
       ``False``, return the partial study instead, its failures in `OrderStudy.failures`.
     - `allow_large`: run a study above the limits of `estimate_work` (`WORK_LIMITS`); by
       default such a study is refused before any work, with the estimate in the message.
+    - `after`: $T_0$, $0 \le T_0 <$ `horizon` (default 0): take the errors over $t_k \ge T_0$
+      only, outside the initial layer, where the shifted memoryless flows (``shiftedN``) have
+      their order (docs/theory.md#initial-layer).
 
     **Returns:** an `OrderStudy`.
 
@@ -630,6 +648,7 @@ def compare(
     )
     if not isinstance(throw, (bool, np.bool_)):
         raise ValueError(f"throw must be True or False, got {throw!r}")
+    sweep = dataclasses.replace(sweep, after=check_after(after, sweep.horizon))
     # Main loop: the iterates at every step size, then each model against them.
     outcome = _loop(sweep)
     # Finish: the diagnostics, the study, and the failures.
@@ -657,6 +676,7 @@ class _Sweep:
     max_steps: int
     solver_check: bool
     report: Callable[[Progress], Any] | None
+    after: float = 0.0
 
     @property
     def max_pieces(self) -> int:
@@ -830,7 +850,7 @@ def _study_model(
 
     n = len(sweep.etas)
     errors = [np.full(k + 1, math.nan) for k in sweep.nums]
-    max_err, final_err, solver_err = (np.full(n, math.nan) for _ in range(3))
+    max_err, final_err, solver_err, layer = (np.full(n, math.nan) for _ in range(4))
     failures: list[RunFailure] = []
     for i, eta in enumerate(sweep.etas.tolist()):
         t0 = time.perf_counter()
@@ -852,15 +872,17 @@ def _study_model(
                         eta=err.eta,
                         beta=err.beta,
                     ) from None
-                solver_err[i] = np.linalg.norm(traj - tight, axis=1).max()
+                window = _window(float(eta), sweep.after)
+                solver_err[i] = np.linalg.norm(traj - tight, axis=1)[window:].max()
         except SolveError as err:
             failures.append(RunFailure(name, eta, str(err)))
             tick(name, eta, time.perf_counter() - t0, True)
             continue
         e = np.linalg.norm(traj - reference, axis=1)
         errors[i] = e
-        max_err[i] = e.max()
+        max_err[i] = e[_window(float(eta), sweep.after) :].max()
         final_err[i] = e[-1]
+        layer[i] = layer_width(e, float(eta), sweep.after, sweep.horizon)
         tick(name, eta, time.perf_counter() - t0, False)
 
     slope, stderr, local = fit_order(sweep.etas, max_err)
@@ -880,6 +902,7 @@ def _study_model(
         solver_flags=solver_err * SOLVER_MARGIN > max_err,
         compile_seconds=compile_seconds,
         run_seconds=max(sum(t for _, t, _ in timings) - compile_seconds, 0.0),
+        layer_steps=layer,
     )
     return errors_of_model, failures
 
@@ -1022,4 +1045,61 @@ def _finish(sweep: _Sweep, outcome: _Outcome) -> OrderStudy:
         warnings=tuple(diagnostics.warnings + outcome.warnings),
         iterates_seconds=outcome.iterates_seconds,
         failures=tuple(outcome.failures),
+        after=sweep.after,
     )
+
+
+# --- the error window and the initial layer (docs/theory.md#initial-layer) ----------------------
+
+
+def _window(eta: float, after: float) -> int:
+    """The first $k$ with $t_k = k\\eta \\ge T_0$ (a grid time within rounding counts)."""
+    return max(0, math.ceil(after / eta - 1e-9))
+
+
+def _window_text(after: float, horizon: float) -> str:
+    if after == 0:
+        return f"max_k |u(t_k) - u_k| over all t_k in [0, {horizon:g}]"
+    return f"max_k |u(t_k) - u_k| over t_k in [{after:g}, {horizon:g}] (after={after:g})"
+
+
+def _final_window(after: float, horizon: float) -> float:
+    # The window whose maximum sets the level of the layer: t >= after, and at least the second
+    # half of the horizon, so that the layer is visible when after = 0.
+    return max(after, horizon / 2)
+
+
+def layer_width(errors: np.ndarray, eta: float, after: float, horizon: float) -> float:
+    r"""The width of the initial layer in steps: the first $k$ after which $e_j \le 2M$ for every
+    $j \ge k$, where $M$ is the maximum of $e_j$ over the final window $t_j \ge \max(T_0, T/2)$.
+
+    **Arguments:**
+
+    - `errors`: $e_0, \dots, e_K$; `eta`: the step size; `after`: $T_0$; `horizon`: $T$.
+
+    **Returns:** $k$ as a float (0 when the error never rises above $2M$, as for a model whose
+    error grows with $t$).
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    level = 2 * errors[_window(eta, _final_window(after, horizon)) :].max()
+    above = np.flatnonzero(errors > level)
+    return float(above[-1] + 1) if above.size else 0.0
+
+
+def _layer_lines(study: OrderStudy) -> list[str]:
+    """Lines under the table: the initial layer of each model, in steps, per step size."""
+    if not study.models:
+        return []
+    reference = ""
+    if study.beta > 0:
+        steps = [math.log(1 / e) / math.log(1 / study.beta) for e in study.etas]
+        reference = "; log(1/eta)/log(1/beta) = " + ", ".join(f"{x:.1f}" for x in steps)
+    lines = [
+        "initial layer: first step k after which e_k stays within 2x its max over t_k >= "
+        f"{_final_window(study.after, study.horizon):g} (per eta{reference}):"
+    ]
+    width = max(len(name) for name in study.models)
+    for name, m in study.models.items():
+        cells = [f"{x:.0f}" if np.isfinite(x) else "-" for x in m.layer_steps]
+        lines.append(f"  {name.ljust(width)}  " + "  ".join(cells))
+    return lines

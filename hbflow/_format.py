@@ -27,7 +27,14 @@ from ._counter_terms import CONVENTION, CounterTerms
 from ._derive import RationalFunction, parse_beta
 from ._validate import check_count
 
-__all__ = ["field_text", "field_latex", "to_json_data"]
+__all__ = [
+    "field_text",
+    "field_latex",
+    "to_json_data",
+    "shift_text",
+    "shift_latex",
+    "shift_json_data",
+]
 
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _X = fmpz_poly([0, 1])
@@ -674,5 +681,117 @@ def to_json_data(
         "convention": CONVENTION,
         "symbols": "coefficient strings use the symbols beta and k; read them with "
         "sympy.sympify(s, locals={'beta': Symbol('beta'), 'k': Symbol('k')})",
+        "terms": terms,
+    }
+
+
+# --- the shifted start (docs/theory.md#shifted-start) -------------------------------------------
+
+
+def _shift_shown(start, tree, value: Fraction | None, style: _Style) -> str | None:
+    r"""$(-1)^{|\tau|}\psi(\tau)/\sigma(\tau)$ in `style`, or ``None`` where it is zero."""
+    c = start[tree]
+    if not any(c.num):
+        return None
+    scale = _scale(tree)
+    if value is None:
+        product = _factored(*_rf_scaled(c, scale), one_minus=style is not _JSON)
+    else:
+        product = _number(c(value) * scale)
+    return style.expression(product)
+
+
+def _shift_title(start, value: Fraction | None) -> str:
+    names = {"hb": "heavy ball", "nag": "Nesterov", "gd": "gradient descent"}
+    where = "" if value is None else f", β = {value}"
+    return (
+        f"Shifted start of the steady-state flow of {names[start.method]} "
+        f"({start.method}{where}), order {start.order}"
+    )
+
+
+def shift_text(start, *, beta=None) -> str:
+    r"""The shifted start $u_0' = B(\psi, u_0)$ as a paper writes it, one line per power of η:
+    ``u0 + η · [β/(1 - β)^2] ∇L + η² · [β·(β + 2)/(1 - β)^4] H∇L + …`` in loss notation.
+
+    **Arguments:** `start` from `hbflow.shifted_start`; `beta` (a value, or ``None`` for the
+    symbol).
+
+    **Returns:** the text.
+    """
+    value = parse_beta(beta, start.method)
+    lines = [_shift_title(start, value), "", "u0' = u0"]
+    for n in range(1, start.order + 1):
+        parts = []
+        for tree in start.trees:
+            shown = _shift_shown(start, tree, value, _TEXT) if tree.order == n else None
+            if shown is not None:
+                parts.append(f"[{shown}] {tree.loss_notation()}")
+        if not parts:
+            continue
+        eta = "η" if n == 1 else "η" + str(n).translate(_SUPERSCRIPT)
+        if len(parts) == 1:
+            lines.append(f"    + {eta} · {parts[0]}")
+        else:
+            lines.append(f"    + {eta} · {{ " + ("\n" + " " * 10 + "+ ").join(parts) + " }")
+    lines += [
+        "",
+        "∇L, H = ∇²L and ∇ᵐL[…] at u0; u0' = B(ψ, u0) = u0 + Σ η^|τ| ψ(τ)/σ(τ) F(τ)(u0), "
+        "ψ = lim_k a_k · exp(-k b_∞); the steady-state flow starts at u0'",
+    ]
+    return "\n".join(lines)
+
+
+def shift_latex(start, *, beta=None) -> str:
+    r"""The shifted start as a LaTeX ``align*`` environment, grouped by powers of $\eta$."""
+    value = parse_beta(beta, start.method)
+    rows = []
+    for n in range(1, start.order + 1):
+        parts = []
+        for tree in start.trees:
+            shown = _shift_shown(start, tree, value, _LATEX) if tree.order == n else None
+            if shown is not None:
+                parts.append(rf"\Big[{shown}\Big] {tree.loss_notation(latex=True)}")
+        if parts:
+            eta = r"\eta" if n == 1 else rf"\eta^{{{n}}}"
+            rows.append(rf"{eta}\Big\{{ " + r" \\ &\qquad + ".join(parts) + r" \Big\}")
+    out = [r"\begin{align*}", r"u_0' &= u_0 \\"]
+    out += [rf"&\quad + {row} \\" for row in rows]
+    out[-1] = out[-1].rstrip(" \\")
+    out.append(r"\end{align*}")
+    return "\n".join(out)
+
+
+def shift_json_data(start, *, beta=None) -> dict:
+    """The JSON object of ``hbflow derive --shift --format json``: the term layout of
+    `to_json_data`, with ``coefficient`` $= \\psi(\\tau)$ (read back with
+    ``sympy.sympify(s, locals={"beta": sympy.Symbol("beta")})``)."""
+    value = parse_beta(beta, start.method)
+    zero = RationalFunction((0,), (1,))
+    terms = []
+    for tree in start.trees:
+        c = start[tree]
+        terms.append(
+            {
+                "tree": list(tree.level_sequence),
+                "order": tree.order,
+                "sigma": tree.sigma,
+                "loss_notation": tree.loss_notation(),
+                "coefficient": _json_value(c if any(c.num) else zero, value),
+            }
+        )
+    return {
+        "method": start.method,
+        "order": start.order,
+        "beta": None if value is None else str(value),
+        "k": None,
+        "steady_state_only": False,
+        "shift": True,
+        "convention": "shifted start u0' = B(psi, u0) = u0 + sum over trees tau of "
+        "eta^|tau| * psi(tau)/sigma(tau) * F(tau)(u0), F(•) = g = -∇L, "
+        "F([t1,...,tm]) = g^(m)[F(t1),...,F(tm)]; psi = lim_k a_k · exp(-k b_inf), "
+        "u_k = B(a_k, u_0) from rest",
+        "symbols": "coefficient strings use the symbol beta; read them with "
+        "sympy.sympify(s, locals={'beta': Symbol('beta')})",
         "terms": terms,
     }

@@ -143,7 +143,7 @@ def _solve_pieces(
     g, x0, _ = gradient_field(loss, u0)
     term = diffrax.ODETerm(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    y0 = model.initial_state(g, x0)
+    y0 = model.initial_state(g, x0, eta, beta, table[0])
 
     def piece(y, inputs):
         k, row = inputs
@@ -173,7 +173,8 @@ def _solve_pieces(
 
     ks = jnp.arange(table.shape[0], dtype=eta.dtype)
     _, (xs, codes, steps) = jax.lax.scan(piece, y0, (ks, table))
-    xs = jnp.concatenate([x0[None], xs])
+    # The model's own position at t = 0: a shifted start is not u0.
+    xs = jnp.concatenate([model.position(y0)[None], xs])
     return xs, codes, steps
 
 
@@ -229,7 +230,7 @@ def solve_model(
     if not isinstance(model, AbstractContinuousModel):
         raise ValueError(
             f"model must be a continuous model (e.g. hbflow.HeavyBallFlow(3)) or a model name "
-            f"(hbfN, steadyN, rgf, ks2, mgf, gf), got {model!r}"
+            f"(hbfN, steadyN, shiftedN, rgf, ks2, mgf, gf), got {model!r}"
         )
     method = check_method(method)
     beta = check_beta(beta, method)

@@ -12,7 +12,7 @@ $t_k = k\eta$, integrated piece by piece over $[k\eta, (k+1)\eta]$.  A model sta
   is passed in as a function.
 
 Every concrete model is final.  Names used on the command line are given by `model_from_name`:
-``gf``, ``rgf``, ``ks2``, ``mgf``, ``steadyN``, ``hbfN`` ($N \ge 1$).
+``gf``, ``rgf``, ``ks2``, ``mgf``, ``steadyN``, ``shiftedN``, ``hbfN`` ($N \ge 1$).
 """
 
 # No `from __future__ import annotations`: equinox reads AbstractVar/AbstractClassVar from the
@@ -47,6 +47,7 @@ __all__ = [
     "MomentumGradientFlow",
     "SteadyStateFlow",
     "HeavyBallFlow",
+    "ShiftedSteadyStateFlow",
     "model_from_name",
 ]
 
@@ -83,8 +84,16 @@ class AbstractContinuousModel(eqx.Module):
         """Float64 table ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$."""
 
     @abc.abstractmethod
-    def initial_state(self, g: Callable, u0: FlatVector) -> PyTree:
-        """The state at $t = 0$ for the iterates' start $u_0$ (from rest)."""
+    def initial_state(
+        self,
+        g: Callable,
+        u0: FlatVector,
+        eta: RealScalarLike | None = None,
+        beta: RealScalarLike | None = None,
+        row: Float[Array, " m"] | None = None,
+    ) -> PyTree:
+        """The state at $t = 0$ for the iterates' start $u_0$ (from rest); `eta`, `beta` and
+        `row` (the first row of `coefficients`) are needed by a model whose start is shifted."""
 
     @abc.abstractmethod
     def vector_field(
@@ -106,7 +115,7 @@ class AbstractContinuousModel(eqx.Module):
 class AbstractFirstOrderModel(AbstractContinuousModel):
     r"""A first-order model $\dot u = f_k(u)$: the state is the position itself."""
 
-    def initial_state(self, g: Callable, u0: FlatVector) -> FlatVector:
+    def initial_state(self, g, u0, eta=None, beta=None, row=None) -> FlatVector:
         return u0
 
     def position(self, y: FlatVector) -> FlatVector:
@@ -167,7 +176,7 @@ class _AbstractSecondOrder(AbstractContinuousModel):
     r"""$\eta\,\mu\,\ddot u + (1-\beta)\dot u + \nabla L(u) = 0$ from rest, with the mass factor
     $\mu$ in the coefficient table; state $(u, \dot u)$."""
 
-    def initial_state(self, g, u0):
+    def initial_state(self, g, u0, eta=None, beta=None, row=None):
         return (u0, jnp.zeros_like(u0))
 
     def vector_field(self, g, t, y, eta, beta, row):
@@ -369,6 +378,78 @@ class HeavyBallFlow(_AbstractBSeriesFlow):
         return _check_table(table, (num_pieces, len(self.trees)), f"{self.name} b_k table")
 
 
+class ShiftedSteadyStateFlow(AbstractContinuousModel):
+    r"""The steady-state flow of order $\alpha$ started at the exact shifted point
+    $u_0' = B(\psi_\alpha, u_0)$,
+
+    $$u(0) = u_0 + \sum_{|\tau|\le\alpha}\frac{\eta^{|\tau|}}{\sigma(\tau)}\psi(\tau)
+        F(\tau)(u_0),\qquad
+      \dot u = \sum_{|\tau|\le\alpha}\eta^{|\tau|-1}\frac{b_\infty(\tau)}{\sigma(\tau)}F(\tau)(u),$$
+
+    with $\psi = \lim_k a_k\cdot\exp(-k\,b_\infty)$ (`hbflow.shifted_start`), the elementary
+    differentials taken at $u_0$.  Its order is $\alpha$ *outside the initial layer*: the error
+    against the iterates from rest is $O(\eta^\alpha)$ on $[t_0, T]$ for a fixed $t_0 > 0$
+    (measure it with ``compare(..., after=t0)``), and $O(\eta)$ over the first
+    $\approx\log(1/\eta)/\log(1/\beta)$ steps, where the transient $O(k^m\beta^k)$ of the
+    iterates lives (docs/theory.md#initial-layer).  For gradient descent $\psi = 0$ and it is the
+    steady-state flow, of order $\alpha$ from $t = 0$.
+
+    The coefficient table holds $b_\infty$ in its first $m$ columns and $\psi$ in the next $m$.
+    """
+
+    alpha: int
+
+    def __check_init__(self):
+        check_count(self.alpha, "alpha")
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"shifted{self.alpha}"
+
+    @property
+    def trees(self) -> tuple[Tree, ...]:
+        return trees_up_to(int(self.alpha))
+
+    def order(self, method: str, beta: float) -> int:
+        _checked(method, beta)
+        return int(self.alpha)
+
+    def coefficients(self, method, beta, num_pieces):
+        from ._shift import shifted_start
+
+        method, beta = _checked(method, beta)
+        num_pieces = check_count(num_pieces, "num_pieces")
+        m = len(self.trees)
+        steady = counter_terms(int(self.alpha), method).steady_state_values(beta)
+        psi = shifted_start(int(self.alpha), method).values(beta)
+        values = _check_table(
+            np.concatenate([steady, psi]), (2 * m,), f"shifted{self.alpha} coefficients"
+        )
+        return np.broadcast_to(values, (num_pieces, 2 * m)).copy()
+
+    def initial_state(self, g, u0, eta=None, beta=None, row=None):
+        if eta is None or row is None:
+            raise ValueError(
+                f"shifted{self.alpha}: the shifted start needs eta and the first row of the "
+                "coefficient table (initial_state(g, u0, eta, beta, row))"
+            )
+        trees = self.trees
+        powers = np.array([t.order for t in trees], dtype=np.float64)
+        sigmas = np.array([t.sigma for t in trees], dtype=np.float64)
+        weights = eta**powers * row[len(trees) :] / sigmas
+        return u0 + combine_differentials(g, trees, weights, u0)
+
+    def vector_field(self, g, t, y, eta, beta, row):
+        trees = self.trees
+        powers = np.array([t.order - 1 for t in trees], dtype=np.float64)
+        sigmas = np.array([t.sigma for t in trees], dtype=np.float64)
+        weights = eta**powers * row[: len(trees)] / sigmas
+        return combine_differentials(g, trees, weights, y)
+
+    def position(self, y):
+        return y
+
+
 _FIXED = {
     "gf": GradientFlow,
     "rgf": RescaledGradientFlow,
@@ -378,18 +459,20 @@ _FIXED = {
 
 
 def model_from_name(name: str) -> AbstractContinuousModel:
-    """The model called `name`: ``gf``, ``rgf``, ``ks2``, ``mgf``, ``hbfN``, ``steadyN`` ($N\\ge1$).
+    """The model called `name`: ``gf``, ``rgf``, ``ks2``, ``mgf``, ``hbfN``, ``steadyN``,
+    ``shiftedN`` ($N\\ge1$).
 
     **Raises:** `ValueError` listing the valid names if `name` is unknown.
     """
     key = name.strip().lower() if isinstance(name, str) else name
     if key in _FIXED:
         return _FIXED[key]()
-    match = re.fullmatch(r"(hbf|steady)(\d+)", key) if isinstance(key, str) else None
+    match = re.fullmatch(r"(hbf|steady|shifted)(\d+)", key) if isinstance(key, str) else None
     if match and int(match.group(2)) >= 1:
-        cls = HeavyBallFlow if match.group(1) == "hbf" else SteadyStateFlow
-        return cls(int(match.group(2)))
+        cls = {"hbf": HeavyBallFlow, "steady": SteadyStateFlow, "shifted": ShiftedSteadyStateFlow}
+        return cls[match.group(1)](int(match.group(2)))
     raise ValueError(
         f"unknown model {name!r}; valid models are hbfN and steadyN (N >= 1, e.g. hbf2, "
-        f"steady3), {', '.join(_FIXED)}"
+        f"steady3), shiftedN (N >= 1, the steady-state flow from the shifted start), "
+        f"{', '.join(_FIXED)}"
     )

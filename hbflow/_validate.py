@@ -30,6 +30,7 @@ __all__ = [
     "check_method",
     "check_beta",
     "parse_beta",
+    "check_after",
     "check_count",
     "check_order",
     "check_positive",
@@ -200,6 +201,20 @@ def _nearest_multiples(step: Fraction, target: Fraction) -> list[Fraction]:
 
 def _or(horizons: list[Fraction]) -> str:
     return " or ".join(f"horizon={_decimal(m)}" for m in horizons)
+
+
+def check_after(after: Any, horizon: float, *, name: str = "after") -> float:
+    """The start $T_0$ of the error window: a finite number with $0 \\le T_0 <$ `horizon`."""
+    message = f"{name} must be a finite number with 0 <= {name} < horizon = {horizon:g}"
+    if isinstance(after, (bool, str, bytes)):
+        raise ValueError(f"{message}, got {after!r}")
+    try:
+        value = float(after)
+    except (TypeError, ValueError):
+        raise ValueError(f"{message}, got {after!r}") from None
+    if not (math.isfinite(value) and 0 <= value < horizon):
+        raise ValueError(f"{message}, got {after!r}")
+    return value
 
 
 def check_count(n: Any, name: str, *, minimum: int = 1) -> int:
