@@ -115,9 +115,7 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
     lookahead = _LOOKAHEAD[method]
     gd = method == "gd"
 
-    def run(
-        u0: PyTree, v0: PyTree, beta: jax.Array, eta: jax.Array, nu: jax.Array, num_steps: int
-    ):
+    def run(u0: PyTree, v0: PyTree, beta: jax.Array, eta: jax.Array, nu: jax.Array, num_steps: int):
         if gd:
             beta = jnp.zeros_like(beta)
         a = lookahead * beta
@@ -144,9 +142,7 @@ def _compiled_two_gradient(grad: Callable, method: str) -> Callable:
     $u_{k+1} = u_k + z_k - \eta c_0 \nabla L(u_k)$, and $z_0 = 0$ is the buffer that starts at
     zero (no $c_1$ term at $k = 0$)."""
 
-    def run(
-        u0: PyTree, v0: PyTree, beta: jax.Array, eta: jax.Array, nu: jax.Array, num_steps: int
-    ):
+    def run(u0: PyTree, v0: PyTree, beta: jax.Array, eta: jax.Array, nu: jax.Array, num_steps: int):
         if method == "nesterov":
             c0, c1 = 1 + beta, beta
         else:
