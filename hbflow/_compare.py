@@ -56,10 +56,10 @@ from ._models import AbstractContinuousModel, model_from_name
 from ._validate import (
     as_float_tree,
     check_beta,
-    check_nu,
     check_count,
     check_loss,
     check_method,
+    check_nu,
     check_positive,
     require_float64,
 )

@@ -83,7 +83,10 @@ def test_nag_is_not_optax_nesterov_but_its_look_ahead_sequence():
 
 
 def qhm_velocity_form(grad, u0, eta, beta, nu, num_steps):
-    """QHM as Ma & Yarats write it: g <- beta g + (1-beta) grad, u <- u - eta[(1-nu) grad + nu g]."""
+    """QHM as Ma & Yarats write it.
+
+    m <- beta m + (1-beta) grad, u <- u - eta [(1-nu) grad + nu m].
+    """
     u = np.array(u0, dtype=np.float64)
     m = np.zeros_like(u)
     out = [u.copy()]
