@@ -168,7 +168,7 @@ def quadratic(u):
         ({"horizon": 0.25, "etas": [0.1]}, r"horizon 0.25 must be a positive integer multiple"),
         ({"horizon": -1.0}, r"horizon must be a finite number > 0"),
         ({"models": ["hbf2", "rk4"]}, r"unknown model 'rk4'; valid models are hbfN and steadyN"),
-        ({"method": "adam"}, r"method must be one of hb, nag, gd"),
+        ({"method": "adam"}, r"method must be one of hb, nag, gd, nesterov, qhm"),
         ({"loss": lambda u: u}, r"loss must return a real scalar \(shape \(\)\), got shape \(2,\)"),
         ({"loss": lambda u: jnp.log(u[0] - 2)}, r"loss must be finite at u0"),
         ({"rtol": 0.0}, r"rtol must be a finite number > 0"),
