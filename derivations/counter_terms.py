@@ -2,16 +2,20 @@
 
     python derivations/counter_terms.py --order 8            # hb, nag and gd to order 8
     python derivations/counter_terms.py --order 5 --method hb
+    python derivations/counter_terms.py --order 9 --compress # gzip-compressed JSON
 
-Files go to ``hbflow/_data/counter_terms_{method}_order{N}.json`` (or ``--out DIR``); the package
-loads them when their derivation version matches its code, and derives on demand otherwise.
+Files go to ``hbflow/_data/counter_terms_{method}_order{N}.json[.gz]`` (or ``--out DIR``); the
+package loads them when their derivation version and checksum match, and derives on demand
+otherwise.  The methods are derived in parallel, one process each, up to ``--jobs``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from hbflow._counter_terms import derive_counter_terms, write_cache
@@ -20,24 +24,41 @@ from hbflow._derive import METHODS, check_order
 DATA = Path(__file__).resolve().parent.parent / "hbflow" / "_data"
 
 
+def _derive_and_write(order: int, method: str, out: Path, compressed: bool) -> str:
+    start = time.perf_counter()
+    ct = derive_counter_terms(order, method, progress=True)
+    for stale in list(out.glob(f"counter_terms_{method}_order*.json")) + list(
+        out.glob(f"counter_terms_{method}_order*.json.gz")
+    ):
+        stale.unlink()
+    path = write_cache(ct, out, compressed=compressed)
+    size = path.stat().st_size / 1e6
+    return f"{method} order {order}: {time.perf_counter() - start:.1f} s -> {path} ({size:.2f} MB)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--order", type=int, required=True, help="largest tree order (>= 1)")
     parser.add_argument("--method", choices=METHODS, action="append", help="default: all three")
     parser.add_argument("--out", type=Path, default=DATA, help=f"output folder (default {DATA})")
+    parser.add_argument("--compress", action="store_true", help="write gzip-compressed JSON")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
+    )
     args = parser.parse_args(argv)
     try:
         check_order(args.order)
     except ValueError as err:
         parser.error(str(err))
-    for method in args.method or METHODS:
-        order = args.order
-        for stale in args.out.glob(f"counter_terms_{method}_order*.json"):
-            stale.unlink()
-        start = time.perf_counter()
-        ct = derive_counter_terms(order, method)
-        path = write_cache(ct, args.out)
-        print(f"{method} order {order}: {time.perf_counter() - start:.1f} s -> {path}")
+    methods = args.method or list(METHODS)
+    # The slowest (nag, hb) first, so that gd fills in behind them.
+    methods.sort(key=["nag", "hb", "gd"].index)
+    with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(methods)))) as pool:
+        jobs = [
+            pool.submit(_derive_and_write, args.order, m, args.out, args.compress) for m in methods
+        ]
+        for job in jobs:
+            print(job.result(), flush=True)
     return 0
 
 

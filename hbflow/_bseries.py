@@ -113,7 +113,7 @@ class Character:
         return cls({t: fn(t) for t in trees_up_to(order)}, order, empty, one)
 
 
-def _forest_value(c: Mapping[Tree, Coeff], forest: Iterable[Tree], one: Coeff) -> Coeff:
+def _forest_value(c: Character | Mapping[Tree, Coeff], forest: Iterable[Tree], one: Coeff) -> Coeff:
     out = one
     for t in forest:
         out = out * c[t]
@@ -203,6 +203,7 @@ def _flow(b: Character | None, m: Character | None, order: int, one: Coeff):
         if b is not None:
             field[tree] = b[tree]
         else:
+            assert m is not None  # exactly one of b and m is given
             at_one = zero
             for a in rest:
                 at_one = at_one + a

@@ -42,6 +42,7 @@ import diffrax
 import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from numpy.typing import ArrayLike
 
 from ._custom_types import Loss, PyTree
 from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _check_solver, _solve
@@ -292,7 +293,7 @@ def _floats(xs) -> list[float | None]:
     return [_float(x) for x in np.asarray(xs).ravel()]
 
 
-def fit_order(etas: Sequence[float], errors: Sequence[float]) -> tuple[float, float, np.ndarray]:
+def fit_order(etas: ArrayLike, errors: ArrayLike) -> tuple[float, float, np.ndarray]:
     r"""Least-squares slope of $\log$ `errors` against $\log$ `etas`.
 
     **Arguments:**
@@ -310,7 +311,7 @@ def fit_order(etas: Sequence[float], errors: Sequence[float]) -> tuple[float, fl
     """
     try:
         x = np.asarray(etas, dtype=np.float64)
-        errors = np.asarray(errors, dtype=np.float64)
+        err = np.asarray(errors, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(
             f"etas and errors must be lists of numbers, got {etas!r} and {errors!r}"
@@ -319,17 +320,16 @@ def fit_order(etas: Sequence[float], errors: Sequence[float]) -> tuple[float, fl
         raise ValueError(f"etas must be a non-empty 1-D list of step sizes, got {etas!r}")
     if x.size < 2:
         raise ValueError(f"etas must hold at least two step sizes to fit an order, got {etas!r}")
-    if errors.shape != x.shape:
+    if err.shape != x.shape:
         raise ValueError(
-            f"errors must have one entry per step size: {x.size} etas, errors of shape "
-            f"{errors.shape}"
+            f"errors must have one entry per step size: {x.size} etas, errors of shape {err.shape}"
         )
     if not np.all(np.isfinite(x) & (x > 0)):
         raise ValueError(f"etas must be finite and > 0, got {x.tolist()}")
     _check_sorted(x, "etas")
     x = np.log(x)
     with np.errstate(divide="ignore", invalid="ignore"):
-        y = np.log(errors)
+        y = np.log(err)
         local = np.diff(y) / np.diff(x)
     if not np.all(np.isfinite(y)):
         return math.nan, math.nan, local
@@ -406,7 +406,7 @@ def _check_etas(etas, horizon: float) -> tuple[np.ndarray, list[int]]:
 _HORIZON_RTOL = 1e-9
 
 
-def _report(progress) -> Callable[[Progress], None] | None:
+def _report(progress) -> Callable[[Progress], Any] | None:
     if progress is None or progress is False:
         return None
     if progress is True:

@@ -10,26 +10,34 @@ Normalisation: the field on piece $k$ is
 $f_k = \sum_\tau \eta^{|\tau|-1} \frac{b_k(\tau)}{\sigma(\tau)} F(\tau)$
 with $F(\bullet) = -\nabla L$.
 
-Derivations are cached in versioned JSON files: first the files shipped in ``hbflow/_data``
-(written by ``derivations/counter_terms.py``), then a user cache directory (``$HBFLOW_CACHE_DIR``,
-default ``~/.cache/hbflow``).  A file written by another version of the derivation code, or a
-damaged one, is ignored with a warning and the result derived again.
+Derivations are cached in versioned JSON files (plain or gzip-compressed): first the files
+shipped in ``hbflow/_data`` (written by ``derivations/counter_terms.py``), then a user cache
+directory (``$HBFLOW_CACHE_DIR``; unset or empty, ``~/.cache/hbflow``).  Each file carries the
+version of the derivation code that wrote it and a SHA-256 checksum of its contents.  A file of
+another version, a damaged or edited one (any changed digit), or one of the wrong shape is ignored
+with a warning and the result derived again — in memory only, when the cache directory cannot be
+written.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
+import gzip
 import hashlib
 import json
 import math
 import os
+import sys
+import tempfile
+import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
 
-import mpmath
 import numpy as np
 import sympy
+from flint import arb, arb_mat, ctx, fmpq, fmpz_poly
 from sympy.polys.domains import QQ
 
 from . import _bseries, _derive, _exppoly, _trees
@@ -48,15 +56,35 @@ CONVENTION = (
 )
 
 
+def _code_of(source: str) -> str:
+    """The syntax tree of a module without its docstrings: what the derivation computes.
+
+    Comments and docstrings do not change the derivation, so editing them must not invalidate
+    the cache (and the shipped files); any change to the code does.
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+    return ast.dump(tree, include_attributes=False)
+
+
 def _source_hash() -> str:
     digest = hashlib.sha256()
     for module in (_trees, _bseries, _exppoly, _derive):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(_code_of(Path(module.__file__).read_text(encoding="utf-8")).encode())
     return digest.hexdigest()[:16]
 
 
 DERIVATION_VERSION = _source_hash()
-_FORMAT = "hbflow-counter-terms/1"
+_FORMAT = "hbflow-counter-terms/2"
 _PACKAGE_DATA = Path(__file__).parent / "_data"
 
 
@@ -164,12 +192,18 @@ class CounterTerms:
         The closed form cancels catastrophically in float64 when β is near 1 and $k$ is small:
         $c_{j,m}(\beta)$ has poles $(1-\beta)^{-(2|\tau|-1)}$ that cancel between the $j$.  Each
         entry is therefore evaluated from the exact $c_{j,m}$ at the exact binary value of `beta`
-        in extended precision (enough digits for the largest term, plus 30) — in exact rationals
-        where even that loses too much, as for a coefficient that is exactly zero — and rounded
-        once.
-        Once every transient term is below $2^{-64}$ of the steady state, the steady state is used.
+        in ball arithmetic (Arb, through python-flint: every result is an interval certain to
+        hold the exact value), and rounded once: an entry whose ball lies inside the rounding
+        interval of one float64 is that float64, with certainty; an entry the ball cannot decide
+        (an exact zero, such as $b_0([\bullet,\bullet,\bullet]) = 0$, or a value next to a tie)
+        is computed in exact rationals and rounded.  Beyond the piece $K$ where every transient
+        term is below $2^{-64}$ of the steady state, the entries are the steady state rounded
+        once, after checking with a rigorous bound on the whole tail $k \ge K$ that it rounds
+        to the same float64.  The table therefore equals the correctly rounded exact values.
 
         **Returns:** an array of shape ``(num_pieces, len(self.trees))``.
+
+        **Raises:** `ValueError` for `num_pieces` < 1 or β outside the method's range.
         """
         if isinstance(num_pieces, bool) or not isinstance(num_pieces, int) or num_pieces < 1:
             raise ValueError(f"num_pieces must be an integer >= 1, got {num_pieces!r}")
@@ -177,56 +211,16 @@ class CounterTerms:
         if exact_beta == 0 and self.method != "gd":
             # beta = 0 makes hb and nag gradient descent; the closed form would need 0**0 = 1.
             return counter_terms(self.order, "gd").coefficient_table(0.0, num_pieces)
-        table = np.empty((num_pieces, len(self.trees)))
-        ks = np.arange(num_pieces, dtype=float)
-        log_k = np.log(np.maximum(ks, 1.0))
-        for i, tree in enumerate(self.trees):
-            terms = {jm: c(exact_beta) for jm, c in self._terms[tree].items()}
-            steady = terms.pop((0, 0), Fraction(0))
-            transient = {jm: c for jm, c in terms.items() if c != 0}
-            table[:, i] = float(steady)
-            if not transient:
-                continue
-            # log of each transient term |c| k^m beta^(jk), to find where they stop mattering
-            log_terms = np.array(
-                [_log(c) + m * log_k + j * ks * _log(exact_beta) for (j, m), c in transient.items()]
-            )
-            log_bound = math.log(len(transient)) + log_terms.max(axis=0)
-            threshold = (_log(steady) if steady else 0.0) - 64 * math.log(2)
-            still_transient = np.nonzero(log_bound >= threshold)[0]
-            exact_until = int(still_transient.max()) + 1 if still_transient.size else 0
-            if exact_until == 0:
-                continue
-            digits = 30 + max(0, math.ceil(log_terms[:, :exact_until].max() / math.log(10)))
-            with mpmath.workdps(digits):
-                b = mpmath.mpf(exact_beta.numerator) / exact_beta.denominator
-                by_j: dict[int, dict[int, mpmath.mpf]] = {}
-                for (j, m), c in transient.items():
-                    by_j.setdefault(j, {})[m] = mpmath.mpf(c.numerator) / c.denominator
-                step = {j: b**j for j in by_j}
-                power = {j: mpmath.mpf(1) for j in by_j}
-                base = mpmath.mpf(steady.numerator) / steady.denominator
-                # Below this size the sum has lost more digits than the working precision
-                # carries (an exact zero, e.g. b_0([•,•,•]) = 0): redo that entry in rationals.
-                trust = mpmath.mpf(10) ** (20 - digits)
-                for k in range(exact_until):
-                    total = base
-                    for j, poly in by_j.items():
-                        total += _poly_at(poly, k) * power[j]
-                        power[j] *= step[j]
-                    if abs(total) <= trust * mpmath.exp(log_terms[:, k].max()):
-                        total = steady + sum(
-                            c * k**m * exact_beta ** (j * k) for (j, m), c in transient.items()
-                        )
-                    table[k, i] = float(total)
-        return table
+        return _certified_table(self._terms, self.trees, exact_beta, num_pieces)
 
     def steady_state_values(self, beta: float) -> np.ndarray:
         r"""$b_\infty(\tau_i)$ at the exact binary value of `beta`, rounded once to float64."""
-        exact_beta = self._float_beta(beta)
+        exact_beta = fmpq(*Fraction(self._float_beta(beta)).as_integer_ratio())
         return np.array(
             [
-                float(self._terms[t].get((0, 0), RationalFunction((0,), (1,)))(exact_beta))
+                _to_float(_value_at(self._terms[t][(0, 0)], exact_beta))
+                if (0, 0) in self._terms[t]
+                else 0.0
                 for t in self.trees
             ]
         )
@@ -237,7 +231,8 @@ class CounterTerms:
     # --- serialisation ------------------------------------------------------------------------
 
     def to_data(self) -> dict:
-        return {
+        """The JSON object of a cache file, with the SHA-256 `checksum` of its contents."""
+        data = {
             "format": _FORMAT,
             "derivation_version": DERIVATION_VERSION,
             "method": self.method,
@@ -250,9 +245,17 @@ class CounterTerms:
                 for t in self.trees
             ],
         }
+        data["checksum"] = _checksum(data)
+        return data
 
     @classmethod
     def from_data(cls, data: dict) -> CounterTerms:
+        """Rebuild from `to_data`'s object after checking format, version and checksum.
+
+        **Raises:** `ValueError` for anything else, including a single edited number.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"not a counter-terms file (a JSON {type(data).__name__})")
         if data.get("format") != _FORMAT:
             raise ValueError(f"not a counter-terms file (format {data.get('format')!r})")
         if data.get("derivation_version") != DERIVATION_VERSION:
@@ -260,6 +263,8 @@ class CounterTerms:
                 f"written by derivation version {data.get('derivation_version')!r}, "
                 f"this code is {DERIVATION_VERSION!r}"
             )
+        if data.get("checksum") != _checksum(data):
+            raise ValueError("checksum mismatch: the file was edited or damaged")
         terms = {}
         for entry in data["trees"]:
             tree = Tree.from_level_sequence(entry["tree"])
@@ -270,29 +275,166 @@ class CounterTerms:
         return cls(data["method"], int(data["order"]), terms)
 
 
-def _log(x: Fraction) -> float:
-    """log|x| of an exact rational, also where float(x) would underflow or overflow."""
-    return math.log(abs(x.numerator)) - math.log(x.denominator)
+def _value_at(c: RationalFunction, beta: fmpq) -> fmpq:
+    """The exact value of `c` at a rational β (FLINT evaluates both polynomials exactly)."""
+    return fmpz_poly(list(c.num))(beta) / fmpz_poly(list(c.den))(beta)
 
 
-def _poly_at(poly: dict, k: int):
-    out = 0
-    for m, c in poly.items():
-        out += c * k**m
-    return out
+def _to_float(x: fmpq) -> float:
+    """The float64 nearest to an exact rational (round half to even, as ``float(Fraction)``)."""
+    return float(Fraction(int(x.p), int(x.q)))
 
 
-def derive_counter_terms(order: int, method: str) -> CounterTerms:
-    """Derive without any cache: the closed form for hb/nag, the Euler character for gd."""
+def _log_abs(x: fmpq) -> float:
+    """log|x| of a nonzero exact rational, also where float(x) would underflow or overflow."""
+    return math.log(abs(int(x.p))) - math.log(int(x.q))
+
+
+def _decides(ball: arb) -> float | None:
+    """The float64 every point of `ball` rounds to, or ``None`` if they do not all agree.
+
+    ``float`` of an exact arb is round-to-nearest, which is monotone: if both ends of the ball
+    round to the same float64, so does every point between them (comparing signs too: a ball
+    around 0 may round to -0.0 at one end and 0.0 at the other)."""
+    low, high = float(ball.lower()), float(ball.upper())
+    if low == high and math.copysign(1, low) == math.copysign(1, high) and math.isfinite(low):
+        return low
+    return None
+
+
+def _certified_table(terms, trees, exact_beta: Fraction, num_pieces: int) -> np.ndarray:
+    r"""The correctly rounded $b_k(\tau)$, $0 \le k <$ `num_pieces`; see `coefficient_table`."""
+    beta_q = fmpq(exact_beta.numerator, exact_beta.denominator)
+    log_beta = _log_abs(beta_q) if exact_beta else -math.inf
+    table = np.empty((num_pieces, len(trees)))
+    columns = []  # (tree index, steady, {(j, m): c}) of the trees with a transient
+    for i, tree in enumerate(trees):
+        values = {jm: _value_at(c, beta_q) for jm, c in terms[tree].items()}
+        steady = values.pop((0, 0), fmpq(0))
+        transient = {jm: c for jm, c in values.items() if c != 0}
+        table[:, i] = _to_float(steady)
+        if transient:
+            columns.append((i, steady, transient))
+    if not columns:
+        return table
+    rows = _transient_rows(columns, beta_q, log_beta, num_pieces)
+    pairs = sorted({jm for _, _, transient in columns for jm in transient} | {(0, 0)})
+    # Working precision: a bound on the largest term |c| k^m beta^(jk) <= |c| k^m (the
+    # cancellation to undo) plus 128 bits.
+    log_terms = [
+        _log_abs(c) + m * math.log(max(rows - 1, 1))
+        for _, _, transient in columns
+        for (_, m), c in transient.items()
+    ]
+    prec = 128 + max(0, math.ceil(max(log_terms) / math.log(2)))
+    old_prec = ctx.prec
+    ctx.prec = prec
+    try:
+        b = arb(beta_q)
+        step = {j: b**j for j in {j for j, _ in pairs}}
+        power = dict.fromkeys(step, arb(1))
+        basis = []  # basis[k][p] = k^m beta^(jk) for pairs[p] = (j, m)
+        for k in range(rows):
+            basis.append([power[j] * k**m if m else power[j] for j, m in pairs])
+            for j in power:
+                power[j] = power[j] * step[j]
+        coeffs = [
+            [arb(steady) if jm == (0, 0) else arb(t.get(jm, 0)) for _, steady, t in columns]
+            for jm in pairs
+        ]
+        values = (arb_mat(basis) * arb_mat(coeffs)).entries()
+        width = len(columns)
+        for col, (i, steady, transient) in enumerate(columns):
+            for k in range(rows):
+                value = _decides(values[k * width + col])
+                if value is None:  # an exact zero or a near-tie: decide in exact rationals
+                    exact = steady + sum(
+                        c * k**m * beta_q ** (j * k) for (j, m), c in transient.items()
+                    )
+                    value = _to_float(exact)
+                table[k, i] = value
+    finally:
+        ctx.prec = old_prec
+    return table
+
+
+def _transient_rows(columns, beta: fmpq, log_beta: float, num_pieces: int) -> int:
+    r"""The number $K$ of pieces computed term by term; from $K$ on the steady state is exact.
+
+    $K$ is the first piece where every transient term $|c_{j,m}| k^m \beta^{jk}$ is below
+    $2^{-64}$ of the steady state and decreasing in $k$ (for $k > m / (j \log(1/\beta))$).  The
+    tail is then checked rigorously: the sum of the terms at $K$ bounds it for all $k \ge K$, and
+    the steady state plus or minus that bound must round to one float64; if not, $K$ doubles.
+    """
+    if log_beta == -math.inf:
+        return 1  # beta = 0: beta^(jk) = 0 for k >= 1, so from k = 1 on only the steady state
+    monotone = max(m / (j * -log_beta) for _, _, t in columns for (j, m) in t)
+    threshold = [
+        (_log_abs(steady) if steady else 0.0) - 64 * math.log(2) - math.log(len(t))
+        for _, steady, t in columns
+    ]
+
+    def small_at(k: int) -> bool:
+        return all(
+            _log_abs(c) + m * math.log(max(k, 1)) + j * k * log_beta < limit
+            for (_, _, t), limit in zip(columns, threshold)
+            for (j, m), c in t.items()
+        )
+
+    rows = max(1, math.ceil(monotone) + 1)
+    while rows < num_pieces and not small_at(rows):
+        rows *= 2
+    if rows >= num_pieces:
+        return num_pieces
+    low, high = max(1, rows // 2, math.ceil(monotone) + 1), rows
+    while low < high:
+        mid = (low + high) // 2
+        if small_at(mid):
+            high = mid
+        else:
+            low = mid + 1
+    rows = low
+    while rows < num_pieces and not _tail_rounds_to_steady(columns, beta, rows):
+        rows *= 2
+    return min(rows, num_pieces)
+
+
+def _tail_rounds_to_steady(columns, beta: fmpq, k: int) -> bool:
+    """Whether steady ± (sum of the transient terms at `k`) rounds to float(steady) in every
+    column; with the terms decreasing from `k` on, that covers every later piece."""
+    old_prec = ctx.prec
+    ctx.prec = 128
+    try:
+        b = arb(beta)
+        for _, steady, transient in columns:
+            bound = arb(0)
+            for (j, m), c in transient.items():
+                bound += abs(arb(c)) * arb(k) ** m * b ** (j * k)
+            ball = arb(steady) + arb(0, bound.abs_upper())
+            if _decides(ball) != _to_float(steady):
+                return False
+        return True
+    finally:
+        ctx.prec = old_prec
+
+
+def derive_counter_terms(order: int, method: str, *, progress=None) -> CounterTerms:
+    """Derive without any cache: the closed form for hb/nag, the Euler character for gd.
+
+    `progress`: report each stage on stderr once the derivation has run for a second (``True``),
+    never (``False``), or when stderr is a terminal (``None``).
+    """
     check_order(order)
     check_method(method)
+    report = _DeriveProgress(method, order, progress)
     if method == "gd":
         values = _derive.coefficients_at(order, 0, method="gd")
         terms = {
             t: {(0, 0): RationalFunction.from_frac(sympy.QQ.convert(v))} for t, v in values.items()
         }
         return CounterTerms("gd", order, terms)
-    closed = _derive.closed_form_characters(order, method)
+    closed = _derive.closed_form_characters(order, method, report)
+    report("exact coefficients")
     terms = {
         tree: {
             (j, m): RationalFunction.from_frac(c)
@@ -301,47 +443,150 @@ def derive_counter_terms(order: int, method: str) -> CounterTerms:
         }
         for tree, parts in closed.items()
     }
+    report.done()
     return CounterTerms(method, order, terms)
 
 
+#: Progress lines start once a derivation or a rendering has run this long (seconds).
+PROGRESS_AFTER_S = 1.0
+
+
+class _DeriveProgress:
+    """Stage lines on stderr, ``hbflow: deriving hb order 9: … (12.3 s)``, once a derivation has
+    taken more than a second; silent for quick ones and when not enabled."""
+
+    def __init__(self, method: str, order: int, enabled):
+        self.name = f"{method} order {order}"
+        self.enabled = _stderr_is_terminal() if enabled is None else bool(enabled)
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, stage: str) -> None:
+        self._print(stage)
+
+    def done(self) -> None:
+        if self.shown:
+            self._print("done")
+
+    def _print(self, stage: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        if self.enabled and elapsed >= PROGRESS_AFTER_S:
+            self.shown = True
+            print(
+                f"hbflow: deriving {self.name}: {stage} ({elapsed:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
 def cache_dirs() -> list[Path]:
-    user = Path(os.environ.get("HBFLOW_CACHE_DIR", Path.home() / ".cache" / "hbflow"))
-    return [_PACKAGE_DATA, user]
+    """The directories searched for cache files: the shipped data, then the user cache.
+
+    ``$HBFLOW_CACHE_DIR`` names the user cache; unset or empty, it is ``~/.cache/hbflow``.
+    """
+    user = os.environ.get("HBFLOW_CACHE_DIR") or str(Path.home() / ".cache" / "hbflow")
+    return [_PACKAGE_DATA, Path(user)]
 
 
-def cache_filename(method: str, order: int) -> str:
-    return f"counter_terms_{method}_order{order}.json"
+def cache_filename(method: str, order: int, *, compressed: bool = False) -> str:
+    return f"counter_terms_{method}_order{order}.json" + (".gz" if compressed else "")
 
 
-def write_cache(ct: CounterTerms, directory: Path) -> Path:
+def _checksum(data: dict) -> str:
+    """SHA-256 of the canonical JSON of everything in a cache file but the checksum itself."""
+    payload = {key: value for key, value in data.items() if key != "checksum"}
+    text = json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_cache(ct: CounterTerms, directory: Path, *, compressed: bool = False) -> Path:
+    """Write `ct` to `directory` (gzip-compressed if asked), atomically.
+
+    Each writer writes its own temporary file and renames it over the target, so concurrent
+    writers never see or clobber one another's partial files.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / cache_filename(ct.method, ct.order)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ct.to_data(), separators=(",", ":")))
-    tmp.replace(path)
+    path = directory / cache_filename(ct.method, ct.order, compressed=compressed)
+    raw = json.dumps(ct.to_data(), separators=(",", ":")).encode()
+    if compressed:
+        raw = gzip.compress(raw, compresslevel=9, mtime=0)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache file is ordinary data
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def read_cache(path: Path) -> CounterTerms:
+    """Load one cache file, verifying its format, derivation version and checksum.
+
+    **Raises:** `ValueError` (or `OSError`) for a file that is damaged, edited, of another
+    version or of the wrong shape.
+    """
+    raw = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ValueError(f"not a gzip file ({err})") from None
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"not JSON ({err})") from None
+    try:
+        ct = CounterTerms.from_data(data)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise ValueError(f"malformed counter-terms data ({type(err).__name__}: {err})") from None
+    return ct
+
+
+def _cache_files(directory: Path, method: str):
+    """``(order, path)`` of the cache files of `method` in `directory`, plain before gzip."""
+    found = []
+    for pattern in (
+        f"counter_terms_{method}_order*.json",
+        f"counter_terms_{method}_order*.json.gz",
+    ):
+        for path in directory.glob(pattern):
+            stem = path.name.removesuffix(".gz").removesuffix(".json")
+            try:
+                found.append((int(stem.rsplit("order", 1)[1]), path.name.endswith(".gz"), path))
+            except ValueError:
+                continue
+    return [(order, path) for order, _, path in sorted(found)]
 
 
 def _load_from_caches(order: int, method: str) -> CounterTerms | None:
     for directory in cache_dirs():
         if not directory.is_dir():
             continue
-        for path in sorted(directory.glob(f"counter_terms_{method}_order*.json")):
-            try:
-                stored_order = int(path.stem.rsplit("order", 1)[1])
-            except ValueError:
-                continue
+        for stored_order, path in _cache_files(directory, method):
             if stored_order < order:
                 continue
             try:
-                ct = CounterTerms.from_data(json.loads(path.read_text()))
+                ct = read_cache(path)
                 if ct.method != method or ct.order != stored_order:
                     raise ValueError("file name and contents disagree")
-            except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+            except (OSError, ValueError) as err:
                 removed = ""
                 if directory != _PACKAGE_DATA:
-                    path.unlink(missing_ok=True)  # regenerated below, at the order asked for
-                    removed = " (removed)"
+                    try:
+                        path.unlink(missing_ok=True)  # regenerated below, at the order asked for
+                        removed = " (removed)"
+                    except OSError:  # a read-only cache: derive in memory, leave the file
+                        removed = " (could not remove it)"
                 warnings.warn(
                     f"ignoring counter-terms cache {path}{removed}: {err}; deriving again",
                     RuntimeWarning,
@@ -352,7 +597,9 @@ def _load_from_caches(order: int, method: str) -> CounterTerms | None:
     return None
 
 
-def counter_terms(order: int, method: str = "hb", *, use_cache: bool = True) -> CounterTerms:
+def counter_terms(
+    order: int, method: str = "hb", *, use_cache: bool = True, progress: bool | None = None
+) -> CounterTerms:
     r"""The exact counter terms $b_k(\tau)$, $|\tau| \le$ `order`, of `method`.
 
     **Arguments:**
@@ -360,6 +607,8 @@ def counter_terms(order: int, method: str = "hb", *, use_cache: bool = True) -> 
     - `order`: an integer $\ge 1$; the HBF of order $\alpha$ needs `order` $= \alpha$.
     - `method`: ``"hb"`` (heavy ball), ``"nag"`` (Nesterov) or ``"gd"`` (gradient descent).
     - `use_cache`: load from and save to the cache files (see module docstring).
+    - `progress`: when the terms must be derived, report the stages on stderr once it has
+      taken a second: ``True``, ``False``, or ``None`` (default) for "when stderr is a terminal".
 
     **Returns:** a `CounterTerms`.
 
@@ -367,7 +616,16 @@ def counter_terms(order: int, method: str = "hb", *, use_cache: bool = True) -> 
     """
     check_order(order)
     check_method(method)
-    return _counter_terms(order, method, bool(use_cache))
+    global _progress
+    _progress = progress
+    try:
+        return _counter_terms(order, method, bool(use_cache))
+    finally:
+        _progress = None
+
+
+# How a derivation triggered by `counter_terms` reports progress; not part of the memo key.
+_progress: bool | None = None
 
 
 @functools.cache
@@ -376,7 +634,7 @@ def _counter_terms(order: int, method: str, use_cache: bool) -> CounterTerms:
         ct = _load_from_caches(order, method)
         if ct is not None:
             return ct
-    ct = derive_counter_terms(order, method)
+    ct = derive_counter_terms(order, method, progress=_progress)
     if use_cache:
         try:
             write_cache(ct, cache_dirs()[-1])

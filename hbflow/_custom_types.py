@@ -15,7 +15,8 @@ __all__ = ["PyTree", "Loss", "FlatVector", "RealScalarLike"]
 PyTree = Any
 
 #: A scalar loss of a pytree, written with jax.numpy so that JAX can trace and differentiate it.
-Loss = Callable[[PyTree], Array]
+#: Its value is checked at run time (`hbflow._validate.check_loss`) to be a real float scalar.
+Loss = Callable[[PyTree], Any]
 
 #: A flat float vector of the raveled parameters.
 FlatVector = Float[Array, " d"]

@@ -12,7 +12,8 @@ $m_k = a_k^{-1}\cdot a_{k+1}$ and its modified field $b_k = \log m_k$ gives the 
 $$\dot u = f_k(u) = \sum_\tau \eta^{|\tau|-1} \frac{b_k(\tau)}{\sigma(\tau)} F(\tau)(u),
 \qquad F(\bullet) = -\nabla L,\quad t\in[k\eta,(k+1)\eta].$$
 
-Two independent constructions are provided:
+Two constructions are provided (they share the Butcher-group algebra of `_bseries`; the
+closed form is also checked without it, by a scalar Taylor oracle in the tests):
 
 - `coefficients_at`: run the recurrence for a given integer $k$ with coefficients in
   $\mathbb{Q}(\beta)$ (or $\mathbb{Q}$ for a given rational β);
@@ -26,12 +27,13 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import cast
 
 import sympy
 from sympy.polys.domains import QQ
 
 from ._bseries import Character, compose, inverse, log
-from ._exppoly import BETA, ExpPolyRing, QBeta
+from ._exppoly import BETA, ExpPoly, ExpPolyRing, QBeta
 from ._trees import Tree, trees_up_to
 from ._validate import METHODS, check_count, check_method, check_order, parse_beta
 
@@ -140,7 +142,9 @@ def coefficients_up_to(
     return out
 
 
-def closed_form_characters(order: int, method: str) -> dict[Tree, dict[int, dict[int, QBeta]]]:
+def closed_form_characters(
+    order: int, method: str, report=None
+) -> dict[Tree, dict[int, dict[int, QBeta]]]:
     r"""$b_k$ in closed form: for each tree, ``{(j, m): c_{j,m}}`` with
     $b_k(\tau) = \sum c_{j,m}(\beta)\,k^m \beta^{jk}$, $c_{j,m} \in \mathbb{Q}(\beta)$.
 
@@ -148,6 +152,8 @@ def closed_form_characters(order: int, method: str) -> dict[Tree, dict[int, dict
     involves only smaller trees, so the trees are solved in order of size.  Initial values are
     fitted at $k = 0, 1$ (for NAG, the closed form of $a_{k-1}$ need not equal $a_{-1} = a_0$
     at $k = 0$, so the forcing is only used for $k \ge 1$).
+
+    `report`, if given, is called with a short description of each stage as it starts.
     """
     check_order(order)
     check_method(method)
@@ -155,20 +161,27 @@ def closed_form_characters(order: int, method: str) -> dict[Tree, dict[int, dict
         raise ValueError("gd has no k-dependence; use coefficients_at(order, 0, method='gd')")
     E = ExpPolyRing()
     a = _lookahead(method, E.beta)
-    ak: dict[Tree, object] = {}
-    ek: dict[Tree, object] = {}
+    ak: dict[Tree, ExpPoly] = {}
+    ek: dict[Tree, ExpPoly] = {}
     for tree in trees_up_to(order):
+        if report is not None and (not ak or tree.order > max(t.order for t in ak)):
+            report(f"recurrences for the trees of order {tree.order}")
         forcing = E.one
         for child in tree.children:
             if child not in ek:
-                ek[child] = (1 + a) * ak[child] - a * E.shift(ak[child], -1) if a else ak[child]
+                ek[child] = ak[child] * (1 + a) - E.shift(ak[child], -1) * a if a else ak[child]
             forcing = forcing * ek[child]
         # a_0(tree) = 0 and a_1(tree) = D(e_0)(tree) = [tree is a leaf], since e_0 = identity.
         a1 = E.field.one if not tree.children else E.field.zero
         ak[tree] = E.solve_recurrence(forcing, E.field.zero, a1)
     chars_k = Character(ak, order, 1, E.one)
     chars_k1 = chars_k.map(lambda p: E.shift(p, 1), one=E.one)
-    b = log(compose(inverse(chars_k), chars_k1))
+    if report is not None:
+        report("the one-step map a_k^-1 · a_(k+1)")
+    step = compose(inverse(chars_k), chars_k1)
+    if report is not None:
+        report("its logarithm b_k")
+    b = log(step)
     return {tree: E.by_exponent(p) for tree, p in b.items()}
 
 
@@ -231,10 +244,13 @@ class RationalFunction:
     def __repr__(self) -> str:
         return f"RationalFunction({self.to_sympy()})"
 
-    def to_sympy(self, beta=BETA) -> sympy.Expr:
-        num = sum(c * beta**i for i, c in enumerate(self.num) if c)
-        den = sum(c * beta**i for i, c in enumerate(self.den) if c)
-        return sympy.factor(num / den) if isinstance(beta, sympy.Symbol) else num / den
+    def to_sympy(self, beta: sympy.Expr = BETA) -> sympy.Expr:
+        num = sum((c * beta**i for i, c in enumerate(self.num) if c), sympy.Integer(0))
+        den = sum((c * beta**i for i, c in enumerate(self.den) if c), sympy.Integer(0))
+        if not isinstance(beta, sympy.Symbol):
+            return num / den
+        # sympy's annotations give factor() the return type Basic; of an Expr it is an Expr.
+        return cast(sympy.Expr, sympy.factor(num / den))
 
     def __call__(self, beta):
         """Evaluate at `beta` (a ``Fraction`` gives an exact ``Fraction``; an mpf an mpf)."""

@@ -122,16 +122,15 @@ class QBeta:
     def __bool__(self) -> bool:
         return bool(self.num)
 
-    __hash__ = None  # mutable-free but compared by value; not used as a key
-
     def coefficients(self) -> tuple[list[int], list[int]]:
         """Ascending integer coefficients of numerator and denominator."""
         return [int(c) for c in self.num.coeffs()] or [0], [int(c) for c in self.den.coeffs()]
 
     def to_sympy(self) -> sympy.Expr:
         num, den = self.coefficients()
-        return sum(c * BETA**i for i, c in enumerate(num)) / sum(
-            c * BETA**i for i, c in enumerate(den)
+        zero = sympy.Integer(0)
+        return sum((c * BETA**i for i, c in enumerate(num)), zero) / sum(
+            (c * BETA**i for i, c in enumerate(den)), zero
         )
 
     def __repr__(self) -> str:
@@ -198,8 +197,6 @@ class ExpPoly:
         return self.terms.keys() == other.terms.keys() and all(
             c == other.terms[key] for key, c in self.terms.items()
         )
-
-    __hash__ = None
 
     @staticmethod
     def constant(c) -> ExpPoly:

@@ -3,47 +3,377 @@ r"""Rendering counter terms: the HBF field as a researcher writes it (text, LaTe
 Coefficients shown in text and LaTeX are those in front of the loss-notation differentials:
 $\eta^{|\tau|-1}\,(-1)^{|\tau|}\,b_k(\tau)/\sigma(\tau)$ multiplies $E(\tau)$ (``∇L``, ``H∇L``,
 ``∇³L[∇L,∇L]``, …), because $F(\tau) = (-1)^{|\tau|}E(\tau)$ for $g = -\nabla L$.
+
+Everything is printed straight from the exact integer polynomials (FLINT factors them), without
+building computer-algebra expressions: numerators and denominators are factored over
+$\mathbb{Z}$, $\beta - 1$ is written $1 - \beta$ (positive for $0 \le \beta < 1$, as in the
+literature), and a coefficient that depends on $k$ is written as a polynomial in $k$ over a common
+denominator, each power of $k$ with a factored coefficient.  Every string reads back with
+``sympy.sympify`` (after the substitutions listed in `to_json_data`) to the exact coefficient.
 """
 
 from __future__ import annotations
 
-import sympy
+import math
+import re
+import sys
+import time
+from fractions import Fraction
 
+from flint import fmpq, fmpz_poly
+
+from . import _counter_terms
 from ._counter_terms import CONVENTION, CounterTerms
-from ._derive import K, parse_beta
-from ._exppoly import BETA
+from ._derive import RationalFunction, parse_beta
 
 __all__ = ["field_text", "field_latex", "to_json_data"]
 
-# Denominators are written with (1 - beta) > 0, as in the literature: factor() gives (beta - 1),
-# which is renamed to -ONE_MINUS_BETA after factoring (sympy would undo -(1 - beta) itself).
-ONE_MINUS_BETA = sympy.Symbol("ONE_MINUS_BETA", positive=True)
-
-
-def _pretty(expr: sympy.Expr) -> sympy.Expr:
-    return sympy.factor(expr).xreplace({BETA - 1: -ONE_MINUS_BETA})
-
-
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+_X = fmpz_poly([0, 1])
+_X_MINUS_ONE = fmpz_poly([-1, 1])
+_HALF = fmpq(1, 2)
 
 
-def _shown(ct: CounterTerms, tree, *, k, beta, steady_state: bool) -> list[tuple[int, sympy.Expr]]:
+# --- an exact, factored product -------------------------------------------------------------
+
+
+class _Product:
+    r"""$\pm\frac{p}{q}\,\beta^{a}(1-\beta)^{b}k^{m}\prod_i P_i^{e_i} \big/ \big(\beta^{a'}
+    (1-\beta)^{b'}\prod_i Q_i^{f_i}\big)$, with optionally one inner sum over powers of $k$.
+
+    Factors are ``(kind, value, exponent)``: kind ``"beta"``, ``"omb"`` ($1-\beta$), ``"k"``,
+    ``"poly"`` (an irreducible integer polynomial in β), ``"kpoly"`` (integer polynomial in k)
+    or ``"ksum"`` (a list of ``(m, _Product)``, the terms of a polynomial in k).
+    """
+
+    __slots__ = ("sign", "p", "q", "num", "den")
+
+    def __init__(self, sign: int, p: int, q: int, num: list, den: list):
+        self.sign, self.p, self.q, self.num, self.den = sign, p, q, num, den
+
+    @property
+    def is_zero(self) -> bool:
+        return self.p == 0
+
+
+_FACTOR_CACHE: dict[tuple, tuple] = {}
+
+
+def _factor(poly: fmpz_poly, one_minus: bool = True) -> tuple[int, list]:
+    """``(content, [(kind, value, exponent)])``, the β - 1 factors written 1 - β if asked."""
+    key = (one_minus, *(int(c) for c in poly.coeffs()))
+    hit = _FACTOR_CACHE.get(key)
+    if hit is not None:
+        return hit
+    content, factors = poly.factor()
+    content = int(content)
+    out = []
+    for f, e in factors:
+        e = int(e)
+        if f == _X:
+            out.append(("beta", None, e))
+        elif f == _X_MINUS_ONE and one_minus:
+            out.append(("omb", None, e))
+            content *= (-1) ** e
+        else:
+            out.append(("poly", f, e))
+    if len(_FACTOR_CACHE) < 100_000:
+        _FACTOR_CACHE[key] = (content, out)
+    return content, out
+
+
+def _factored(num: fmpz_poly, den: fmpz_poly, one_minus: bool = True) -> _Product:
+    """The factored form of ``num/den`` (integer polynomials in β, den nonzero)."""
+    if num == 0:
+        return _Product(1, 0, 1, [], [])
+    cn, fn = _factor(num, one_minus)
+    cd, fd = _factor(den, one_minus)
+    value = Fraction(cn, cd)
+    return _Product(1 if value > 0 else -1, abs(value.numerator), value.denominator, fn, fd)
+
+
+def _number(value: Fraction) -> _Product:
+    return _Product(1 if value >= 0 else -1, abs(value.numerator), value.denominator, [], [])
+
+
+def _polys(c: RationalFunction) -> tuple[fmpz_poly, fmpz_poly]:
+    return fmpz_poly(list(c.num)), fmpz_poly(list(c.den))
+
+
+def _at_half(poly: fmpz_poly) -> fmpq:
+    return poly(_HALF)
+
+
+def _k_polynomial(coeffs: dict[int, tuple[fmpz_poly, fmpz_poly]]) -> _Product:
+    r"""$\sum_m c_m(\beta) k^m$ over a common denominator, each $c_m$ factored.
+
+    The sign is chosen so that the leading coefficient in the sum is positive at $\beta = 1/2$,
+    and the factors common to every $c_m$ (content, powers of β, …) are taken out of the sum.
+    """
+    coeffs = {m: c for m, c in coeffs.items() if c[0] != 0}
+    if not coeffs:
+        return _Product(1, 0, 1, [], [])
+    if set(coeffs) == {0}:
+        return _factored(*coeffs[0])
+    den = fmpz_poly([1])
+    for _, d in coeffs.values():
+        den = den * d // den.gcd(d)  # lcm
+    if _at_half(den) < 0:
+        den = -den
+    nums = {m: n * (den // d) for m, (n, d) in coeffs.items()}
+    top = max(nums)
+    sign = 1 if _at_half(nums[top]) > 0 else -1
+    common = fmpz_poly([0])
+    for n in nums.values():
+        common = common.gcd(n)
+    if _at_half(common) < 0:
+        common = -common
+    terms = []
+    for m in sorted(nums, reverse=True):
+        inner = _factored(sign * nums[m] // common, fmpz_poly([1]))
+        terms.append((m, inner))
+    out = _factored(sign * common, den)
+    out.num = out.num + [("ksum", terms, 1)]
+    return out
+
+
+def _rational_k_polynomial(coeffs: dict[int, Fraction]) -> _Product:
+    """A polynomial in k with rational coefficients: content times a primitive polynomial."""
+    coeffs = {m: c for m, c in coeffs.items() if c}
+    if not coeffs:
+        return _Product(1, 0, 1, [], [])
+    if set(coeffs) == {0}:
+        return _number(coeffs[0])
+    top = max(coeffs)
+    lcm = 1
+    for c in coeffs.values():
+        lcm = lcm * c.denominator // math.gcd(lcm, c.denominator)
+    ints = {m: int(c * lcm) for m, c in coeffs.items()}
+    g = 0
+    for v in ints.values():
+        g = math.gcd(g, v)
+    if ints[top] < 0:
+        g = -g
+    poly = fmpz_poly([ints.get(m, 0) // g for m in range(top + 1)])
+    content = Fraction(g, lcm)
+    out = _number(content)
+    out.num = [("kpoly", poly, 1)]
+    return out
+
+
+# --- printers ---------------------------------------------------------------------------------
+
+
+class _Style:
+    """How one output format writes products, powers, β, 1 - β and k."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.latex = name == "latex"
+        self.mul = {"text": "·", "json": "*", "latex": " "}[name]
+        self.beta = {"text": "β", "json": "beta", "latex": r"\beta"}[name]
+        self.omb = {"text": "(1 - β)", "json": "(1 - beta)", "latex": r"(1 - \beta)"}[name]
+
+    def power(self, base: str, e: int) -> str:
+        if e == 1:
+            return base
+        if self.latex:
+            return f"{base}^{{{e}}}"
+        return f"{base}^{e}" if self.name == "text" else f"{base}**{e}"
+
+    def paren(self, s: str) -> str:
+        return rf"\left({s}\right)" if self.latex else f"({s})"
+
+    def frac(self, num: str, den: str) -> str:
+        if self.latex:
+            return rf"\frac{{{num}}}{{{den}}}"
+        return f"{num}/{den}"
+
+    def polynomial(self, poly: fmpz_poly, var: str) -> str:
+        """Descending powers: ``3·β^2 - 5·β + 1``."""
+        parts = []
+        for i in range(poly.degree(), -1, -1):
+            c = int(poly[i])
+            if not c:
+                continue
+            mag = abs(c)
+            if i == 0:
+                body = str(mag)
+            else:
+                x = self.power(var, i)
+                body = x if mag == 1 else f"{mag}{self.mul}{x}"
+            if not parts:
+                parts.append(("-" if self.latex is False else "- ") + body if c < 0 else body)
+            else:
+                parts.append(f"{'-' if c < 0 else '+'} {body}")
+        return " ".join(parts) if parts else "0"
+
+    def factor(self, kind: str, value, e: int) -> tuple[str, bool]:
+        """``(string, is_sum)``: the factor raised to its exponent."""
+        if kind == "beta":
+            return self.power(self.beta, e), False
+        if kind == "omb":
+            return self.power(self.omb, e), False
+        if kind == "k":
+            return self.power("k", e), False
+        if kind == "poly":
+            terms = sum(1 for c in value.coeffs() if c)
+            s = self.polynomial(value, self.beta)
+            return (self.power(self.paren(s), e) if terms > 1 else self.power(s, e)), terms > 1
+        if kind == "kpoly":
+            s = self.polynomial(value, "k")
+            terms = sum(1 for c in value.coeffs() if c)
+            return (self.power(self.paren(s), e) if terms > 1 else s), terms > 1
+        if kind == "ksum":
+            return self.paren(self.k_sum(value)), True
+        raise AssertionError(kind)
+
+    def k_sum(self, terms: list) -> str:
+        parts = []
+        for m, c in terms:
+            body, negative = self.term(c, m)
+            if not parts:
+                parts.append(("- " if self.latex else "-") + body if negative else body)
+            else:
+                parts.append(f"{'-' if negative else '+'} {body}")
+        return " ".join(parts)
+
+    def term(self, c: _Product, m: int) -> tuple[str, bool]:
+        """``c·k^m`` inside a sum, as ``(magnitude string, negative)``; a coefficient of k^0
+        that is an integer times one polynomial is written out, its terms joining the sum."""
+        num = list(c.num) + ([("k", None, m)] if m else [])
+        if (
+            not m
+            and c.q == 1
+            and not c.den
+            and len(num) == 1
+            and num[0][0] == "poly"
+            and num[0][2] == 1
+        ):
+            s = self.polynomial(c.sign * c.p * num[0][1], self.beta)
+            negative = s.startswith("-")
+            return (s.lstrip("- ") if negative else s), negative
+        return self.magnitude(_Product(1, c.p, c.q, num, c.den)), c.sign < 0
+
+    def _ordered(self, factors: list) -> list:
+        rank = {"beta": 0, "omb": 1, "k": 2, "poly": 3, "kpoly": 3, "ksum": 4}
+
+        def key(f):
+            kind, value, e = f
+            if kind in ("poly", "kpoly"):
+                coeffs = [int(c) for c in reversed(value.coeffs()) if c]
+                size = (len(coeffs), value.degree(), [abs(c) for c in coeffs], coeffs)
+                return (rank[kind], *size, e)
+            return (rank[kind], 0, 0, [], [], e)
+
+        return sorted(factors, key=key)
+
+    def product(self, p: int, factors: list) -> str:
+        parts = [self.factor(*f)[0] for f in self._ordered(factors)]
+        if p != 1 or not parts:
+            parts.insert(0, str(p))
+        return self.mul.join(parts)
+
+    def magnitude(self, c: _Product) -> str:
+        """|c| as a product over a product."""
+        num = self.product(c.p, c.num)
+        if self.latex and c.p == 1 and len(c.num) == 1 and c.num[0][2] == 1:
+            kind, value, _ = c.num[0]
+            if kind in ("poly", "kpoly"):  # a fraction bar needs no parentheses
+                num = self.polynomial(value, self.beta if kind == "poly" else "k")
+        if c.q == 1 and not c.den:
+            return num
+        den = self.product(c.q, c.den)
+        several = (c.q != 1) + len(c.den) > 1
+        if self.latex:
+            return self.frac(num, den)
+        return self.frac(num, f"({den})" if several else den)
+
+    def expression(self, c: _Product) -> str:
+        """The signed expression; a sign times a single polynomial is written out."""
+        if c.is_zero:
+            return "0"
+        if c.p == 1 and c.q == 1 and not c.den and len(c.num) == 1:
+            kind, value, e = c.num[0]
+            if kind == "poly" and e == 1:
+                return self.polynomial(c.sign * value, self.beta)
+            if kind == "kpoly" and e == 1:
+                return self.polynomial(c.sign * value, "k")
+        body = self.magnitude(c)
+        if c.sign > 0:
+            return body
+        return ("- " if self.latex and not body.isdigit() else "-") + body
+
+
+_TEXT, _JSON, _LATEX = _Style("text"), _Style("json"), _Style("latex")
+
+
+# --- the displayed coefficients ---------------------------------------------------------------
+
+
+def _scale(tree) -> Fraction:
+    return Fraction(tree.sign, tree.sigma)
+
+
+def _rf_scaled(c: RationalFunction, scale: Fraction) -> tuple[fmpz_poly, fmpz_poly]:
+    num, den = _polys(c)
+    return num * scale.numerator, den * scale.denominator
+
+
+def _shown(ct: CounterTerms, tree, *, k, beta, steady_state: bool) -> list[tuple[int, _Product]]:
     r"""The displayed coefficient $(-1)^{|\tau|} b(\tau)/\sigma(\tau)$ as ``[(j, P_j)]``.
 
-    In closed form it is $\sum_j \beta^{jk} P_j(k)$, each $P_j$ a factored polynomial in $k$;
-    at a given $k$ or in the steady state it is a single ``(0, value)``.
+    In closed form it is $\sum_j \beta^{jk} P_j(k)$, each $P_j$ a polynomial in $k$; at a given
+    $k$ or in the steady state it is a single ``(0, value)``.
     """
-    scale = sympy.Rational(tree.sign, tree.sigma)
-    if steady_state:
-        return [(0, _pretty(scale * ct.steady_state(tree, beta)))]
-    if k is not None:
-        return [(0, _pretty(scale * ct.at(k, beta)[tree]))]
+    scale = _scale(tree)
     value = parse_beta(beta)
-    b = BETA if value is None else sympy.Rational(value.numerator, value.denominator)
-    groups: dict[int, sympy.Expr] = {}
-    for (j, m), c in ct.exponential_terms(tree).items():
-        groups[j] = groups.get(j, 0) + scale * c.to_sympy(b) * K**m
-    return [(j, _collect_k(p)) for j, p in sorted(groups.items()) if p != 0]
+    terms = ct.exponential_terms(tree)
+    if steady_state or k is not None:
+        if steady_state:
+            c = terms.get((0, 0))
+            exact = c if c is not None else RationalFunction((0,), (1,))
+        else:
+            exact = _exact_at(terms, k, value)
+        if value is None:
+            return [(0, _factored(*_rf_scaled(exact, scale)))]
+        return [(0, _number(scale * exact(value)))]
+    groups: dict[int, dict[int, object]] = {}
+    for (j, m), c in terms.items():
+        groups.setdefault(j, {})[m] = c
+    out = []
+    for j in sorted(groups):
+        if value is None:
+            shown = _k_polynomial({m: _rf_scaled(c, scale) for m, c in groups[j].items()})
+        else:
+            shown = _rational_k_polynomial({m: scale * c(value) for m, c in groups[j].items()})
+        if not shown.is_zero:
+            out.append((j, shown))
+    return out
+
+
+def _exact_at(terms: dict, k: int, value: Fraction | None) -> RationalFunction:
+    r"""$b_k$ at an integer $k$, exactly, as a `RationalFunction` of β (or a constant)."""
+    num, den = fmpz_poly([0]), fmpz_poly([1])
+    for (j, m), c in terms.items():
+        cn, cd = _polys(c)
+        cn = cn * (k**m) * _X ** (j * k)
+        num, den = num * cd + cn * den, den * cd
+        g = num.gcd(den)
+        num, den = num // g, den // g
+    if value is not None:
+        v = Fraction(*_fraction(num(fmpq(value.numerator, value.denominator))))
+        v = v / Fraction(*_fraction(den(fmpq(value.numerator, value.denominator))))
+        return RationalFunction((v.numerator,), (v.denominator,))
+    if den[den.degree()] < 0:
+        num, den = -num, -den
+    return RationalFunction(
+        tuple(int(c) for c in num.coeffs()) or (0,), tuple(int(c) for c in den.coeffs())
+    )
+
+
+def _fraction(x: fmpq) -> tuple[int, int]:
+    return int(x.p), int(x.q)
 
 
 def _check_counter_terms(ct) -> None:
@@ -53,29 +383,49 @@ def _check_counter_terms(ct) -> None:
         )
 
 
-def _collect_k(p: sympy.Expr) -> sympy.Expr:
-    """A polynomial in k over a common denominator, each power of k with a factored coefficient,
-    the leading one positive (for 0 < β < 1)."""
-    num, den = sympy.fraction(sympy.factor(sympy.together(p)))
-    poly = sympy.Poly(sympy.expand(num), K)
-    if poly.degree() < 1:
-        return _pretty(p)
-    sign = -1 if poly.LC().subs(BETA, sympy.Rational(1, 2)) < 0 else 1
-    collected = sum(_pretty(sign * c) * K**m for (m,), c in poly.terms())
-    return sign * sympy.factor_terms(collected, sign=False) / _pretty(den)
+class _Progress:
+    """Progress lines on stderr once a rendering has run for a second, when it is a terminal."""
+
+    def __init__(self, what: str, total: int, enabled: bool | None):
+        self.what, self.total, self.start = what, total, time.perf_counter()
+        self.enabled = _stderr_is_terminal() if enabled is None else enabled
+        self.last = self.start
+
+    def step(self, done: int, label: str) -> None:
+        now = time.perf_counter()
+        if (
+            not self.enabled
+            or now - self.start < _counter_terms.PROGRESS_AFTER_S
+            or (now - self.last < 0.5 and done < self.total)
+        ):
+            return
+        self.last = now
+        print(
+            f"hbflow: {self.what} [{done}/{self.total}] {label} {now - self.start:6.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
-def _views(ct, k, beta, steady_state):
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
+def _views(ct, k, beta, steady_state, progress=None):
     _check_counter_terms(ct)
     if k is not None and steady_state:
         raise ValueError("give either k or steady_state, not both")
     value = parse_beta(beta)
-    base = BETA if value is None else sympy.Rational(value.numerator, value.denominator)
     by_order: dict[int, list] = {}
-    for tree in ct.trees:
+    report = _Progress("formatting", len(ct.trees), progress)
+    for done, tree in enumerate(ct.trees, 1):
         groups = _shown(ct, tree, k=k, beta=beta, steady_state=steady_state)
         by_order.setdefault(tree.order, []).append((tree, groups))
-    return by_order, base
+        report.step(done, f"tree {tree.bracket()}")
+    return by_order, value
 
 
 def _title(ct, k, beta, steady_state) -> str:
@@ -89,31 +439,45 @@ def _title(ct, k, beta, steady_state) -> str:
     return f"HBF field of {names[ct.method]} ({ct.method}{value}), order {ct.order}, {where}"
 
 
-def _text_expr(expr: sympy.Expr) -> str:
-    s = sympy.sstr(expr)
-    s = s.replace("ONE_MINUS_BETA", "(1 - β)").replace("beta", "β")
-    return s.replace("**", "^").replace("*", "·")
+def _base(style: _Style, value: Fraction | None, j: int) -> str:
+    """β^k, β^(2k), (9/10)^k, … in the style."""
+    if value is None:
+        b = style.beta
+    else:
+        b = _number(value)
+        b = style.paren(style.magnitude(b)) if value.denominator != 1 else str(value.numerator)
+    exponent = "k" if j == 1 else f"{j}k"
+    if style.latex:
+        return f"{b}^{{{exponent}}}"
+    if style.name == "text":
+        return f"{b}^k" if j == 1 else f"{b}^({j}k)"
+    return f"{b}**k" if j == 1 else f"{b}**({j}*k)"
 
 
-def _text_groups(groups, base) -> str:
+def _text_groups(groups, value) -> str:
     parts = []
     for j, p in groups:
-        power = (
-            "" if j == 0 else (f"{_text_expr(base)}^k" if j == 1 else f"{_text_expr(base)}^({j}k)")
-        )
-        if base != BETA and j:
-            power = f"({_text_expr(base)})^k" if j == 1 else f"({_text_expr(base)})^({j}k)"
-        parts.append(f"{power}·({_text_expr(p)})" if power else f"{_text_expr(p)}")
+        body = _TEXT.expression(p)
+        parts.append(f"{_base(_TEXT, value, j)}·({body})" if j else body)
     return " + ".join(parts).replace("+ -", "- ")
 
 
-def field_text(ct: CounterTerms, *, k=None, beta=None, steady_state: bool = False) -> str:
+def field_text(
+    ct: CounterTerms, *, k=None, beta=None, steady_state: bool = False, progress=None
+) -> str:
     r"""The field $f_k$ grouped by powers of η, in loss notation, one line per power of η.
 
     Each coefficient is written $P_0 + \beta^k P_1(k) + \beta^{2k} P_2(k) + \dots$: the steady
     state $P_0$ first, then the transient terms, each factored.
+
+    **Arguments:** `ct` from `counter_terms`; `k` (a piece) or `steady_state`; `beta` (a value,
+    or ``None`` for the symbol); `progress`: progress on stderr (``None``: when a terminal).
+
+    **Returns:** the text.
+
+    **Raises:** `ValueError` for both `k` and `steady_state`, or a bad β.
     """
-    by_order, base = _views(ct, k, beta, steady_state)
+    by_order, value = _views(ct, k, beta, steady_state, progress)
     lines = [_title(ct, k, beta, steady_state), ""]
     first = True
     for order, items in by_order.items():
@@ -122,7 +486,7 @@ def field_text(ct: CounterTerms, *, k=None, beta=None, steady_state: bool = Fals
             if order == 1
             else ("η" if order == 2 else "η" + str(order - 1).translate(_SUPERSCRIPT))
         )
-        parts = [f"[{_text_groups(g, base)}] {tree.loss_notation()}" for tree, g in items if g]
+        parts = [f"[{_text_groups(g, value)}] {tree.loss_notation()}" for tree, g in items if g]
         if not parts:
             continue
         body = ("\n" + " " * 14 + "+ ").join(parts)
@@ -139,44 +503,130 @@ def field_text(ct: CounterTerms, *, k=None, beta=None, steady_state: bool = Fals
     return "\n".join(lines)
 
 
-def _latex_groups(groups, base) -> str:
-    names = {BETA: r"\beta", ONE_MINUS_BETA: r"(1 - \beta)"}
-    parts = []
-    for j, p in groups:
-        b = sympy.latex(base, symbol_names=names)
-        b = b if base == BETA else rf"\left({b}\right)"
-        power = "" if j == 0 else (rf"{b}^{{k}}" if j == 1 else rf"{b}^{{{j}k}}")
-        body = sympy.latex(p, symbol_names=names)
-        parts.append(rf"{power}\left({body}\right)" if power else body)
-    return " + ".join(parts)
+def _latex_group(j: int, p: _Product, value) -> str:
+    body = _LATEX.expression(p)
+    return rf"{_base(_LATEX, value, j)}\left({body}\right)" if j else body
 
 
-def field_latex(ct: CounterTerms, *, k=None, beta=None, steady_state: bool = False) -> str:
-    r"""The field as a LaTeX ``align*`` environment, grouped by powers of $\eta$."""
-    by_order, base = _views(ct, k, beta, steady_state)
-    rows = []
-    for order, items in by_order.items():
-        eta = "" if order == 1 else (r"\eta" if order == 2 else rf"\eta^{{{order - 1}}}")
-        parts = [
-            rf"\Big[{_latex_groups(g, base)}\Big] {tree.loss_notation(latex=True)}"
-            for tree, g in items
-            if g
-        ]
-        if parts:
-            body = r" \\ &\qquad + ".join(parts)
-            rows.append(rf"{eta}\Big\{{ {body} \Big\}}" if eta else body)
+def _latex_tree(groups, value, loss: str) -> list[str]:
+    r"""One tree's term: ``\Big[ … \Big] E(τ)``, one $\beta^{jk}$ group per line when long."""
+    pieces = [_latex_group(j, p, value) for j, p in groups]
+    if sum(_width(p) for p in pieces) <= _LATEX_LINE or len(pieces) == 1:
+        return [rf"\Big[{' + '.join(pieces)}\Big] {loss}".replace("+ -", "-")]
+    lines = [rf"\Big[{pieces[0]}"]
+    lines += [(rf"- {p[1:].lstrip()}" if p.startswith("-") else rf"+ {p}") for p in pieces[1:]]
+    lines[-1] += rf"\Big] {loss}"
+    return lines
+
+
+#: About how many typeset characters fit on one line of a paper's display before a break.
+_LATEX_LINE = 80
+
+
+def _width(latex: str) -> int:
+    """A rough typeset width: commands count as one character, braces and sizes as none."""
+    latex = re.sub(r"\\(left|right|Big)", "", latex)
+    latex = re.sub(r"\\frac", "", latex)
+    latex = re.sub(r"\\[a-zA-Z]+", "x", latex)
+    return len(re.sub(r"[{}^ ]", "", latex))
+
+
+def field_latex(
+    ct: CounterTerms, *, k=None, beta=None, steady_state: bool = False, progress=None
+) -> str:
+    r"""The field as a LaTeX ``align*`` environment, one tree per line, grouped by powers of
+    $\eta$; a long coefficient continues on further lines, one $\beta^{jk}$ group per line.
+
+    Arguments as `field_text`.
+    """
+    by_order, value = _views(ct, k, beta, steady_state, progress)
     piece = "k" if k is None else str(k)
     lhs = r"\dot u" if steady_state else rf"\dot u = f_{{{piece}}}(u)"
-    if not rows:
-        rows = ["0"]
-    out = [r"\begin{align*}", rf"{lhs} &= {rows[0]} \\"]
-    out += [rf"&\quad + {row} \\" for row in rows[1:]]
-    out[-1] = out[-1].rstrip(" \\")
+    lines: list[str] = []
+    for order, items in by_order.items():
+        eta = "" if order == 1 else (r"\eta" if order == 2 else rf"\eta^{{{order - 1}}}")
+        trees = [(tree, g) for tree, g in items if g]
+        for index, (tree, groups) in enumerate(trees):
+            tree_lines = _latex_tree(groups, value, tree.loss_notation(latex=True))
+            opening = index == 0
+            closing = index == len(trees) - 1
+            for n, text in enumerate(tree_lines):
+                if n == 0 and opening:
+                    lead = "" if not lines else "+ "
+                    text = (rf"{lead}{eta}\Big\{{ " if eta else lead) + text
+                elif n == 0:
+                    text = "+ " + text
+                if n == len(tree_lines) - 1 and closing and eta:
+                    text += r" \Big\}"
+                indent = (
+                    r"&\quad "
+                    if n == 0 and opening
+                    else (r"&\qquad " if n == 0 else r"&\qquad\quad ")
+                )
+                lines.append(indent + text)
+    if not lines:
+        lines = [r"&0"]
+    first = lines[0]
+    first = first.removeprefix(r"&\quad ")
+    out = [r"\begin{align*}", rf"{lhs} &= {first}" + (r" \\" if len(lines) > 1 else "")]
+    out += [line + r" \\" for line in lines[1:-1]]
+    if len(lines) > 1:
+        out.append(lines[-1])
     out.append(r"\end{align*}")
     return "\n".join(out)
 
 
-def to_json_data(ct: CounterTerms, *, k=None, beta=None, steady_state: bool = False) -> dict:
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def _json_closed_form(terms: dict, value: Fraction | None) -> str:
+    """``Σ c_{j,m} k^m β^{jk}`` term by term, in ascending (j, m): the steady state first."""
+    parts = []
+    for (j, m), c in sorted(terms.items()):
+        if value is None:
+            coeff = _factored(*_polys(c), one_minus=False)
+        else:
+            coeff = _number(c(value))
+        if coeff.is_zero:
+            continue
+        extra = ([("k", None, m)] if m else []) + ([("base", j, 1)] if j else [])
+        parts.append(_json_term(coeff, extra, value))
+    if not parts:
+        return "0"
+    out = parts[0]
+    for p in parts[1:]:
+        out += f" - {p[1:]}" if p.startswith("-") else f" + {p}"
+    return out
+
+
+def _json_term(coeff: _Product, extra: list, value) -> str:
+    more = []
+    for kind, j, e in extra:
+        if kind == "k":
+            more.append(_JSON.power("k", e))
+        else:
+            more.append(_base(_JSON, value, j))
+    if not more:
+        return _JSON.expression(coeff)
+    if coeff.p == 1 and coeff.q == 1 and not coeff.den and not coeff.num:
+        body = "*".join(more)
+    else:
+        coefficient = _JSON.magnitude(_Product(1, coeff.p, coeff.q, coeff.num, coeff.den))
+        if coeff.q != 1 or coeff.den:
+            coefficient = f"({coefficient})"
+        body = coefficient + "*" + "*".join(more)
+    return ("-" + body) if coeff.sign < 0 else body
+
+
+def _json_value(c: RationalFunction, value: Fraction | None) -> str:
+    if value is None:
+        return _JSON.expression(_factored(*_polys(c), one_minus=False))
+    return _JSON.expression(_number(c(value)))
+
+
+def to_json_data(
+    ct: CounterTerms, *, k=None, beta=None, steady_state: bool = False, progress=None
+) -> dict:
     """The JSON object of ``hbflow derive --format json``.
 
     Coefficient strings read back with
@@ -187,24 +637,29 @@ def to_json_data(ct: CounterTerms, *, k=None, beta=None, steady_state: bool = Fa
     if k is not None and steady_state:
         raise ValueError("give either k or steady_state, not both")
     value = parse_beta(beta)
+    report = _Progress("formatting", len(ct.trees), progress)
+    zero = RationalFunction((0,), (1,))
     terms = []
-    for tree in ct.trees:
+    for done, tree in enumerate(ct.trees, 1):
+        exact = ct.exponential_terms(tree)
+        steady = _json_value(exact.get((0, 0), zero), value)
         if steady_state:
-            coefficient = ct.steady_state(tree, beta)
+            coefficient = steady
         elif k is not None:
-            coefficient = ct.at(k, beta)[tree]
+            coefficient = _json_value(_exact_at(exact, k, None), value)
         else:
-            coefficient = ct.closed_form(tree, beta)
+            coefficient = _json_closed_form(exact, value)
         terms.append(
             {
                 "tree": list(tree.level_sequence),
                 "order": tree.order,
                 "sigma": tree.sigma,
                 "loss_notation": tree.loss_notation(),
-                "coefficient": str(coefficient),
-                "steady_state": str(ct.steady_state(tree, beta)),
+                "coefficient": coefficient,
+                "steady_state": steady,
             }
         )
+        report.step(done, f"tree {tree.bracket()}")
     return {
         "method": ct.method,
         "order": ct.order,

@@ -52,8 +52,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from numpy.typing import ArrayLike
 
-from ._custom_types import PyTree
+from ._custom_types import PyTree, RealScalarLike
 from ._validate import (
     METHODS,
     as_float_tree,
@@ -170,8 +171,8 @@ def iterates(
     u0: PyTree,
     *,
     method: str,
-    beta: float | jax.Array,
-    eta: float | jax.Array,
+    beta: RealScalarLike,
+    eta: RealScalarLike,
     num_steps: int,
     v0: PyTree | None = None,
     nu: float | jax.Array | None = None,
@@ -474,7 +475,7 @@ def _hessian_fn_uncached(loss, treedef, shapes, iters=40):
 
 
 def hessian_estimates(
-    loss: Callable, u0: PyTree, points: np.ndarray
+    loss: Callable, u0: PyTree, points: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""$\|\nabla^2 L\|$ and the dominant eigenvalue (with its sign) at flat `points`.
 
@@ -483,13 +484,13 @@ def hessian_estimates(
     the largest eigenvalue $L_{\max}$; a negative dominant eigenvalue means the loss curves
     down more strongly than up there.
     """
-    points = jnp.asarray(points, dtype=jnp.float64)
-    start = jax.random.normal(jax.random.key(0), points.shape, dtype=points.dtype)
+    flat_points = jnp.asarray(points, dtype=jnp.float64)
+    start = jax.random.normal(jax.random.key(0), flat_points.shape, dtype=flat_points.dtype)
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     shapes = tuple(jnp.shape(x) for x in leaves)
     try:
         fn = _hessian_fn(loss, treedef, shapes)
     except TypeError:  # unhashable loss
         fn = _hessian_fn_uncached(loss, treedef, shapes)
-    norms, dominant = fn(points, start)
+    norms, dominant = fn(flat_points, start)
     return np.asarray(norms), np.asarray(dominant)

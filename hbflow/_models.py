@@ -21,12 +21,17 @@ Every concrete model is final.  Names used on the command line are given by `mod
 import abc
 import re
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+
+if TYPE_CHECKING:  # equinox's advice: type checkers see a ClassVar, equinox its abstract marker
+    from typing import ClassVar as AbstractClassVar
+else:
+    from equinox import AbstractClassVar
 
 from ._counter_terms import counter_terms
 from ._custom_types import FlatVector, PyTree, RealScalarLike
@@ -87,7 +92,7 @@ class AbstractContinuousModel(eqx.Module):
     """
 
     #: The model's name on the command line (``hbf3``, ``rgf``, …).
-    name: eqx.AbstractClassVar[str]
+    name: AbstractClassVar[str]
 
     @abc.abstractmethod
     def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
@@ -159,21 +164,12 @@ class GradientFlow(AbstractFirstOrderModel):
 class RescaledGradientFlow(AbstractFirstOrderModel):
     r"""Rescaled gradient flow $\dot u = -\nabla L(u)/(1-\beta)$.
 
-    The first result of Kovachki & Stuart (2021): heavy ball (and Nesterov) iterates follow it
-    with $O(\eta)$ global error.  It is memoryless, so started at $u_0$ it misses the transient of
-    the iterates from rest; its order stays 1.  For the library rules of
-    docs/theory.md#library-momentum the speed is $b_\infty(\bullet) = (c_0-c_1)/(1-\beta)$:
-    $1/(1-\beta)$ for Nesterov momentum, $1$ for QHM (whose flow is then gradient flow); the
-    coefficient table holds that speed.
-
-    ```bibtex
-    @article{kovachki2021continuous,
-      author  = {Kovachki, Nikola B. and Stuart, Andrew M.},
-      title   = {Continuous Time Analysis of Momentum Methods},
-      journal = {Journal of Machine Learning Research},
-      volume  = {22}, number = {17}, pages = {1--40}, year = {2021}
-    }
-    ```
+    The first result of Kovachki & Stuart (2021, reference under `KovachkiStuartODE`): heavy ball
+    (and Nesterov) iterates follow it with $O(\eta)$ global error.  It is memoryless, so started
+    at $u_0$ it misses the transient of the iterates from rest; its order stays 1.  For the
+    library rules of docs/theory.md#library-momentum the speed is
+    $b_\infty(\bullet) = (c_0-c_1)/(1-\beta)$: $1/(1-\beta)$ for Nesterov momentum, $1$ for QHM
+    (whose flow is then gradient flow); the coefficient table holds that speed.
     """
 
     name: ClassVar[str] = "rgf"
@@ -307,7 +303,7 @@ class _AbstractBSeriesFlow(AbstractFirstOrderModel):
     characters $c$ in the rows of the coefficient table."""
 
     alpha: eqx.AbstractVar[int]
-    prefix: eqx.AbstractClassVar[str]
+    prefix: AbstractClassVar[str]
 
     def __check_init__(self):
         check_count(self.alpha, "alpha")
@@ -324,7 +320,7 @@ class _AbstractBSeriesFlow(AbstractFirstOrderModel):
         trees = self.trees
         powers = np.array([t.order - 1 for t in trees], dtype=np.float64)
         sigmas = np.array([t.sigma for t in trees], dtype=np.float64)
-        weights = eta**powers * row / sigmas
+        weights = jnp.power(eta, powers) * row / sigmas
         return combine_differentials(g, trees, weights, y)
 
 

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify

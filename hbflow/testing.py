@@ -41,7 +41,7 @@ def assert_error_order(
     etas: Sequence[float],
     horizon: float | None = None,
     model: str | AbstractContinuousModel = "hbf3",
-    expected: float | None = None,
+    expected: int | float | None = None,
     tol: float = 0.3,
     **compare_kwargs: Any,
 ) -> OrderStudy:
@@ -175,7 +175,7 @@ def _default_horizon(etas: Sequence[float]) -> float:
     return float(common * max(1, round(1 / common)))
 
 
-def _table(study: OrderStudy, name: str, expected: float, tol: float) -> str:
+def _table(study: OrderStudy, name: str, expected: int | float, tol: float) -> str:
     m = study.models[name]
     local = [math.nan, *np.asarray(m.local_slopes).tolist()]
     rows = [("eta", "max error", "local slope", "solver error")]

@@ -22,6 +22,9 @@ import hbflow
 from hbflow._cli import main
 from hbflow.testing import assert_error_order
 
+# These tests pass arguments of the wrong type on purpose, to check hbflow's own messages.
+pytestmark = pytest.mark.usefixtures("without_runtime_type_checks")
+
 
 def quadratic(u):
     return 0.5 * jnp.sum(u**2)

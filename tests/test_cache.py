@@ -1,6 +1,8 @@
 """The versioned cache of derived counter terms: shipped files, stale and damaged files."""
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 import sympy
@@ -12,11 +14,12 @@ from hbflow import counter_terms
 def test_shipped_files_are_current():
     # Every data file shipped with the package must have been written by this code; otherwise
     # the package would silently re-derive (slowly) on every fresh install.
-    shipped = sorted(cache._PACKAGE_DATA.glob("counter_terms_*.json"))
+    shipped = sorted(cache._PACKAGE_DATA.glob("counter_terms_*.json*"))
     assert {p.name.split("_")[2] for p in shipped} == {"hb", "nag", "gd", "nesterov", "qhm"}
     for path in shipped:
-        ct = cache.CounterTerms.from_data(json.loads(path.read_text()))  # raises if stale
-        assert path.name == cache.cache_filename(ct.method, ct.order, ct.nu)
+        ct = cache.read_cache(path)  # raises if stale, edited or damaged
+        compressed = path.name.endswith(".gz")
+        assert path.name == cache.cache_filename(ct.method, ct.order, ct.nu, compressed=compressed)
 
 
 def test_shipped_file_equals_fresh_derivation():
@@ -72,3 +75,142 @@ def test_damaged_file_is_regenerated_with_a_warning(user_cache, damage):
         ct = counter_terms(3, "gd")
     assert ct.steady_state(ct.trees[1]) == sympy.Rational(-1, 2)  # Euler: -h/2 f'f
     assert json.loads(path.read_text())["derivation_version"] == cache.DERIVATION_VERSION
+
+
+def _gd3_file(directory):
+    return directory / cache.cache_filename("gd", 3)
+
+
+def _check_gd3(ct):
+    # Explicit Euler's modified field (HLW IX.1): b(•) = 1, b([•]) = -1/2.
+    assert ct.steady_state(ct.trees[0]) == 1
+    assert ct.steady_state(ct.trees[1]) == sympy.Rational(-1, 2)
+
+
+def _flip_leading_sign(path):
+    data = json.loads(path.read_text())
+    assert data["trees"][0]["terms"][0][2] == ["1"]
+    data["trees"][0]["terms"][0][2] = ["-1"]  # b(•) = -1: still valid JSON, wrong content
+    path.write_text(json.dumps(data))
+
+
+def test_an_edited_number_is_detected_and_rederived(user_cache):
+    counter_terms(3, "gd")
+    path = _gd3_file(user_cache)
+    _flip_leading_sign(path)
+    cache._counter_terms.cache_clear()
+    with pytest.warns(RuntimeWarning, match="checksum"):
+        ct = counter_terms(3, "gd")
+    _check_gd3(ct)
+    cache.read_cache(path)  # rewritten, and valid again
+
+
+def test_an_edited_shipped_file_is_detected(tmp_path, monkeypatch):
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    cache.write_cache(cache.derive_counter_terms(3, "gd"), shipped)
+    _flip_leading_sign(_gd3_file(shipped))
+    monkeypatch.setattr(cache, "_PACKAGE_DATA", shipped)
+    monkeypatch.setenv("HBFLOW_CACHE_DIR", str(user))
+    cache._counter_terms.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="checksum"):
+            ct = counter_terms(3, "gd")
+    finally:
+        cache._counter_terms.cache_clear()
+    _check_gd3(ct)
+    assert _gd3_file(shipped).exists()  # shipped files are never deleted
+
+
+def test_compressed_file_round_trip(tmp_path):
+    ct = cache.derive_counter_terms(3, "nag")
+    path = cache.write_cache(ct, tmp_path, compressed=True)
+    assert path.name.endswith(".json.gz")
+    again = cache.read_cache(path)
+    assert all(again.exponential_terms(t) == ct.exponential_terms(t) for t in ct.trees)
+
+
+@pytest.mark.parametrize("content", ["[]", "null", "42", '"text"', '{"format": 1}'])
+def test_wrong_shape_is_ignored_with_a_warning(user_cache, content):
+    _gd3_file(user_cache).write_text(content)
+    with pytest.warns(RuntimeWarning, match="ignoring counter-terms cache"):
+        ct = counter_terms(3, "gd")
+    _check_gd3(ct)
+
+
+@pytest.fixture
+def read_only_cache(user_cache, monkeypatch):
+    """`user_cache`, unwritable: chmod, and (as root ignores modes) refusals at the calls."""
+    real_unlink, real_mkstemp = Path.unlink, tempfile.mkstemp
+
+    def refuse(path):
+        if Path(path).resolve().parent == user_cache.resolve():
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def unlink(self, *args, **kwargs):
+        refuse(self)
+        return real_unlink(self, *args, **kwargs)
+
+    def mkstemp(*args, dir=None, **kwargs):
+        refuse(Path(dir) / "x")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    def write_text(self, *args, **kwargs):
+        refuse(self)
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    user_cache.chmod(0o555)
+    yield user_cache
+    user_cache.chmod(0o755)
+
+
+def test_damaged_file_in_a_read_only_cache_derives_in_memory(read_only_cache):
+    _gd3_file(read_only_cache).write_bytes(b"{damaged")
+    with pytest.warns(RuntimeWarning) as record:
+        ct = counter_terms(3, "gd")
+    _check_gd3(ct)
+    messages = " ".join(str(w.message) for w in record)
+    assert "could not remove it" in messages and "could not write" in messages
+    assert _gd3_file(read_only_cache).read_bytes() == b"{damaged"
+
+
+def test_concurrent_writers_do_not_collide(user_cache, monkeypatch):
+    # Two writers of the same file, each pausing between writing and renaming: with one shared
+    # temporary name the second rename finds nothing to rename.
+    import threading
+    import time
+
+    real_replace = cache.os.replace
+
+    def slow_replace(src, dst):
+        time.sleep(0.02)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(cache.os, "replace", slow_replace)
+    ct = cache.derive_counter_terms(2, "hb")
+    errors = []
+
+    def writer():
+        for _ in range(3):
+            try:
+                cache.write_cache(ct, user_cache)
+            except OSError as err:
+                errors.append(err)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert cache.read_cache(user_cache / cache.cache_filename("hb", 2)).order == 2
+    assert not list(user_cache.glob("*.tmp"))
+
+
+def test_empty_cache_dir_variable_means_unset(monkeypatch):
+    monkeypatch.setenv("HBFLOW_CACHE_DIR", "")
+    assert cache.cache_dirs()[-1] == Path.home() / ".cache" / "hbflow"
+    monkeypatch.setenv("HBFLOW_CACHE_DIR", "/some/where")
+    assert cache.cache_dirs()[-1] == Path("/some/where")

@@ -66,7 +66,8 @@ def test_text_reads_like_an_equation(capsys):
 def test_latex_steady_state(capsys):
     code, out, _ = run(capsys, "derive", "--order", "2", "--steady-state", "--format", "latex")
     assert code == 0 and out.startswith(r"\begin{align*}") and r"H\,\nabla L" in out
-    assert r"\frac{\beta + 1}{2 (1 - \beta)^{3}}" in out
+    # -(1+beta)/(2(1-beta)^3) on H grad L: the gradient-norm penalty, sign included (docs/theory.md#heavy-ball-flow)
+    assert r"\Big[- \frac{\beta + 1}{2 (1 - \beta)^{3}}\Big] H\,\nabla L" in out
 
 
 @pytest.mark.parametrize(
@@ -100,22 +101,28 @@ def test_console_entry_point_in_a_subprocess():
 
 def test_latex_names_the_piece(capsys):
     code, out, _ = run(capsys, "derive", "--order", "2", "--k", "0", "--format", "latex")
-    # piece 0 of heavy ball is one explicit Euler step: -∇L + (η/2) H∇L  (HLW IX.1)
-    assert code == 0 and r"\dot u = f_{0}(u)" in out and r"\frac{1}{2}" in out
+    # piece 0 of heavy ball is one explicit Euler step: -∇L - (η/2) H∇L  (HLW IX.1)
+    assert code == 0 and r"\dot u = f_{0}(u)" in out
+    assert r"\Big[-1\Big] \nabla L" in out and r"\Big[- \frac{1}{2}\Big] H\,\nabla L" in out
 
 
 @pytest.mark.parametrize("method", ["hb", "nag"])
 def test_displayed_coefficients_are_exact(method):
     # The text/LaTeX view regroups and refactors each coefficient (powers of beta^k, powers of k,
     # (1 - beta) denominators); it must still be exactly (-1)^|tau| b_k(tau) / sigma(tau).
-    from hbflow._format import ONE_MINUS_BETA, _shown
+    from hbflow._format import _TEXT, _shown
 
     beta, k = LOCALS["beta"], LOCALS["k"]
     ct = counter_terms(4, method)
     for tree in ct.trees:
         groups = _shown(ct, tree, k=None, beta=None, steady_state=False)
         shown = sum(
-            (beta ** (j * k) if j else 1) * p.subs(ONE_MINUS_BETA, 1 - beta) for j, p in groups
+            (beta ** (j * k) if j else 1)
+            * sympy.sympify(
+                _TEXT.expression(p).replace("·", "*").replace("^", "**").replace("β", "beta"),
+                locals=LOCALS,
+            )
+            for j, p in groups
         )
         for kk in (0, 1, 5):
             expected = tree.sign * ct.at(kk)[tree] / tree.sigma
@@ -146,3 +153,37 @@ def test_a_broken_order_subcommand_fails_loudly(monkeypatch):
         monkeypatch.undo()
         importlib.reload(hbflow._cli)
     assert "order" in hbflow._cli.build_parser().format_help()
+
+
+def test_derivation_progress_goes_to_stderr(monkeypatch, capsys):
+    from hbflow import _counter_terms
+
+    monkeypatch.setattr(_counter_terms, "PROGRESS_AFTER_S", 0.0)
+    _counter_terms.derive_counter_terms(3, "nag", progress=True)
+    err = capsys.readouterr().err
+    assert "hbflow: deriving nag order 3: recurrences for the trees of order 3" in err
+    assert "its logarithm b_k" in err and err.rstrip().endswith("s)")
+    _counter_terms.derive_counter_terms(3, "nag", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_quick_derivation_is_silent(capsys):
+    from hbflow import _counter_terms
+
+    _counter_terms.derive_counter_terms(2, "hb", progress=True)  # well under a second
+    assert capsys.readouterr().err == ""
+
+
+def test_formatting_progress_goes_to_stderr(monkeypatch, capsys):
+    from hbflow import _counter_terms
+    from hbflow._format import field_text, to_json_data
+
+    monkeypatch.setattr(_counter_terms, "PROGRESS_AFTER_S", 0.0)
+    ct = counter_terms(3, "hb")
+    field_text(ct, progress=True)
+    err = capsys.readouterr().err
+    assert "hbflow: formatting [4/4] tree [[•]]" in err
+    to_json_data(ct, progress=False)
+    assert capsys.readouterr().err == ""
+    code, out, err = run(capsys, "derive", "--order", "3")  # stderr is not a terminal here
+    assert code == 0 and err == ""

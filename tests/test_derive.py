@@ -2,6 +2,8 @@
 
 from fractions import Fraction
 
+import mpmath
+import numpy as np
 import pytest
 import sympy
 
@@ -29,8 +31,10 @@ def test_leading_coefficient_is_gamma_k(ct5):
 
 
 def test_closed_form_equals_per_k_recurrence(ct5):
-    # Two independent constructions: the exponential polynomial in a symbolic k, and the
-    # recurrence of the theory document run for each k = 0..10, exact rational functions of beta.
+    # Two constructions: the exponential polynomial in a symbolic k, and the recurrence of the
+    # theory document run for each k = 0..10, exact rational functions of beta.  Both take the log
+    # of a composition with the same Character, compose, inverse and log, so a bug there passes
+    # this test; tests/test_independent_log.py checks the closed form without that code.
     per_k = coefficients_up_to(5, 10, method=ct5.method, as_sympy=False)
     for kk, values in enumerate(per_k):
         assert ct5.at(kk, as_sympy=False) == values, f"k = {kk}"
@@ -108,7 +112,7 @@ def test_steady_state_is_the_limit_and_matches_first_order_modified_loss(ct5):
         assert sympy.simplify(ct5.steady_state(T([1])) - 1 / (1 - beta)) == 0
         expected = -(1 + beta) / (2 * (1 - beta) ** 3)
         assert sympy.simplify(ct5.steady_state(T([1, 2])) - expected) == 0
-    # The steady state is the k -> oo limit of the per-k recurrence (independent construction):
+    # The steady state is the k -> oo limit of the per-k recurrence (the second construction):
     b = Fraction(1, 3)
     late = coefficients_at(5, 60, method=ct5.method, beta=b, as_sympy=False)
     for t in ct5.trees:
@@ -180,6 +184,73 @@ def test_float_table_near_beta_one_is_exact_to_rounding():
     naive = sum(float(c(exact_beta)) * 0**m for (j, m), c in ct.exponential_terms(tall).items())
     assert abs(naive - (-0.25)) > 1e-2  # the hazard the table avoids
     assert table[0, ct.trees.index(tall)] == -0.25
+
+
+def _mpmath_table(ct, beta: float, num_pieces: int) -> np.ndarray:
+    """Reference: each entry summed term by term in mpmath with digits to spare, rounded once."""
+    b = Fraction(beta)
+    out = np.empty((num_pieces, len(ct.trees)))
+    for i, tree in enumerate(ct.trees):
+        terms = {jm: c(b) for jm, c in ct.exponential_terms(tree).items()}
+        for kk in range(num_pieces):
+            parts = [c * kk**m * b ** (j * kk) for (j, m), c in terms.items()]
+            biggest = max((abs(p) for p in parts if p), default=Fraction(1))
+            digits = 80 + max(
+                0, int(mpmath.log10(mpmath.mpf(biggest.numerator) / biggest.denominator))
+            )
+            with mpmath.workdps(digits):
+                total = mpmath.fsum(mpmath.mpf(p.numerator) / p.denominator for p in parts)
+                if abs(total) < mpmath.mpf(10) ** (20 - digits) * biggest:
+                    total = sum(parts)  # lost to cancellation (an exact zero): in rationals
+                out[kk, i] = float(total)
+    return out
+
+
+def _exact_table(ct, beta: float, num_pieces: int) -> np.ndarray:
+    """Reference: the exact per-k recurrence (no closed form) rounded once by Fraction."""
+    b = Fraction(beta)
+    per_k = coefficients_up_to(ct.order, num_pieces - 1, method=ct.method, beta=b, as_sympy=False)
+    return np.array([[float(per_k[kk][t](b)) for t in ct.trees] for kk in range(num_pieces)])
+
+
+def _same_bits(a, b):
+    return np.array_equal(np.asarray(a).view(np.int64), np.asarray(b).view(np.int64))
+
+
+@pytest.mark.parametrize(
+    "method, order, beta, num_pieces",
+    [
+        ("hb", 4, 0.99, 30),
+        ("nag", 4, 0.99, 30),
+        ("hb", 3, 1e-200, 4),
+        ("nag", 3, 1e-5, 12),
+        ("hb", 3, 5e-324, 4),  # the smallest subnormal
+        ("nag", 2, 0.5, 80),
+    ],
+)
+def test_table_is_correctly_rounded(method, order, beta, num_pieces):
+    # Bit for bit equal to a generous mpmath evaluation and to the exact recurrence rounded
+    # once (including the sign of exact zeros).
+    ct = counter_terms(order, method)
+    table = ct.coefficient_table(beta, num_pieces)
+    assert _same_bits(table, _mpmath_table(ct, beta, num_pieces))
+    assert _same_bits(table, _exact_table(ct, beta, num_pieces))
+
+
+def test_table_near_a_rounding_tie_uses_no_unchecked_cutoff():
+    # nag, beta = 1/2, piece 54 of [•]: the transient is ~2^-50 of the steady state, and it
+    # decides the last bit. A cut-off "below 2^-64, use the steady state" must be checked.
+    ct = counter_terms(2, "nag")
+    exact = _exact_table(ct, 0.5, 60)
+    assert _same_bits(ct.coefficient_table(0.5, 60), exact)
+    assert exact[54, 1] != float(ct.exponential_terms(ct.trees[1])[(0, 0)](Fraction(1, 2)))
+
+
+def test_long_table_ends_in_the_steady_state():
+    ct = counter_terms(3, "hb")
+    table = ct.coefficient_table(0.75, 5000)
+    assert _same_bits(table[-1], ct.steady_state_values(0.75))
+    assert _same_bits(table[:40], _exact_table(ct, 0.75, 40))
 
 
 def test_table_at_tiny_beta_is_gradient_descent_to_rounding():

@@ -78,17 +78,13 @@ def test_stability_limit_is_where_the_spectral_radius_crosses_one(method, beta):
     assert stability_limit(method, beta, 4.0) == pytest.approx(limit / 4)
 
 
+# eta = 0.5 is above the stability limit of hb at u = 2 on `quartic`; eta = 0.01 is below it.
+DIVERGING = dict(method="hb", beta=0.5, etas=[0.5, 0.01], horizon=5.0, models=["rgf"])
+
+
 def test_compare_keeps_partial_results_when_the_iterates_diverge():
     with pytest.raises(OrderStudyError) as info:
-        hbflow.compare(
-            quartic,
-            jnp.array([2.0]),
-            method="hb",
-            beta=0.5,
-            etas=[0.5, 0.01],
-            horizon=5.0,
-            models=["rgf"],
-        )
+        hbflow.compare(quartic, jnp.array([2.0]), **DIVERGING)
     study = info.value.study
     assert not study.complete and len(study.failures) == 1
     failure = study.failures[0]
@@ -104,16 +100,7 @@ def test_compare_keeps_partial_results_when_the_iterates_diverge():
     assert study.to_json()["failures"][0]["model"] == "iterates"
 
     # throw=False returns the same partial study instead of raising
-    returned = hbflow.compare(
-        quartic,
-        jnp.array([2.0]),
-        method="hb",
-        beta=0.5,
-        etas=[0.5, 0.01],
-        horizon=5.0,
-        models=["rgf"],
-        throw=False,
-    )
+    returned = hbflow.compare(quartic, jnp.array([2.0]), **DIVERGING, throw=False)
     assert returned.failures == study.failures and not returned.complete
     np.testing.assert_array_equal(returned.models["rgf"].max_errors, errors)
     assert returned.warnings == study.warnings

@@ -175,6 +175,7 @@ def _call(**overrides):
         (dict(loss=lambda u: (u[0], u[1])), r"loss must return a real scalar"),
     ],
 )
+@pytest.mark.usefixtures("without_runtime_type_checks")  # wrong types on purpose
 def test_bad_inputs(overrides, match):
     with pytest.raises(ValueError, match=match):
         _call(**overrides)

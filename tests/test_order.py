@@ -196,6 +196,7 @@ def quadratic(u):
         ({"rtol": 0.0}, r"rtol must be a finite number > 0"),
     ],
 )
+@pytest.mark.usefixtures("without_runtime_type_checks")  # wrong types on purpose
 def test_bad_input(kwargs, match):
     args = dict(
         loss=quadratic,

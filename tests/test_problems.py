@@ -62,6 +62,7 @@ def test_get_problem_returns_the_same_object():
     assert diagonal_linear_network(d=50) is diagonal_linear_network(d=50)
 
 
+@pytest.mark.usefixtures("without_runtime_type_checks")  # 3 is of the wrong type on purpose
 @pytest.mark.parametrize("bad", ["rosenbrock", "", "KS-QUADRATIC-5", 3])
 def test_unknown_name_lists_valid_names(bad):
     with pytest.raises(ValueError, match="unknown problem") as info:
@@ -179,6 +180,7 @@ def test_deep_linear_network():
         deep_linear_network(depth=0)
 
 
+@pytest.mark.usefixtures("without_runtime_type_checks")  # wrong types on purpose
 def test_problem_validation():
     with pytest.raises(ValueError, match="name must be a non-empty string"):
         Problem(name="", loss=jnp.sum, u0=jnp.zeros(2), description="d", source="s")

@@ -56,9 +56,10 @@ def quadratics(draw):
 @st.composite
 def method_and_beta(draw, beta_max=0.5):
     method = draw(st.sampled_from(["hb", "nag", "gd"]))
-    # β below 1e-3 (down to subnormals) is left out: the float64 bridge overflows math.log
-    # on the tiny transient coefficients there (reported separately); β = 0 is kept.
-    beta = 0.0 if method == "gd" else draw(st.one_of(st.just(0.0), st.floats(1e-3, beta_max)))
+    # β = 0, tiny β down to the subnormals (where every transient term underflows float64),
+    # and the bulk of [0, beta_max].
+    tiny = st.floats(5e-324, 1e-3, allow_subnormal=True)
+    beta = 0.0 if method == "gd" else draw(st.one_of(st.just(0.0), tiny, st.floats(1e-3, beta_max)))
     return method, beta
 
 
@@ -160,7 +161,9 @@ def test_closed_form_equals_recurrence_with_symbolic_beta(method, k):
 @given(
     method=st.sampled_from(["hb", "nag"]),
     k=st.integers(0, 200),
-    beta=st.one_of(st.just(0.0), st.floats(1e-3, 0.99)),
+    beta=st.one_of(
+        st.just(0.0), st.floats(5e-324, 1e-3, allow_subnormal=True), st.floats(1e-3, 0.99)
+    ),
 )
 def test_first_coefficient_is_the_geometric_sum(method, k, beta):
     # b_k(•) = γ_k = (1 - β^(k+1))/(1 - β) (docs/theory.md#heavy-ball-flow), through the
