@@ -33,7 +33,6 @@ __all__ = [
     "METHODS_WITH_NU",
     "check_nu",
     "parse_nu",
-    "method_coefficients",
     "check_count",
     "check_order",
     "check_positive",
@@ -176,25 +175,6 @@ def parse_nu(nu: Any, method: str | None, *, name: str = "nu") -> Fraction | Non
     if not (0 <= value <= 1):
         raise ValueError(f"{name} must be in [0, 1], got {nu!r}")
     return value
-
-
-def method_coefficients(method: str, beta, nu=None):
-    r"""$(c_0, c_1)$ of the library rules (docs/theory.md#library-momentum), in the type of `beta`.
-
-    $u_{k+1} = u_k + \beta(u_k - u_{k-1}) - \eta[c_0\nabla L(u_k) - c_1\nabla L(u_{k-1})]$:
-    ``nesterov`` has $c_0 = 1+\beta$, $c_1 = \beta$; ``qhm`` has $c_0 = 1-\nu\beta$,
-    $c_1 = \beta(1-\nu)$; ``hb`` and ``gd`` are $c_0 = 1$, $c_1 = 0$.  ``nag`` is not of this
-    form (its gradient is taken at a look-ahead point).
-
-    **Raises:** `ValueError` for ``nag`` or an unknown method.
-    """
-    if method == "nesterov":
-        return 1 + beta, beta
-    if method == "qhm":
-        return 1 - nu * beta, beta * (1 - nu)
-    if method in ("hb", "gd"):
-        return 1 + 0 * beta, 0 * beta
-    raise ValueError(f"method {method!r} has no coefficients (c0, c1)")
 
 
 def check_positive(x, name: str) -> float:

@@ -270,12 +270,18 @@ API_CASES = {
     ),
     "solve-model": (lambda: solve(model="rk4"), r"unknown model 'rk4'; valid models"),
     "solve-model-object": (lambda: solve(model=3), r"model must be a continuous model"),
-    "compare-method": (lambda: compare(method="adam"), r"method must be one of hb, nag, gd, nesterov, qhm"),
+    "compare-method": (
+        lambda: compare(method="adam"),
+        r"method must be one of hb, nag, gd, nesterov, qhm",
+    ),
     "iterates-method": (
         lambda: iterates(method="adam"),
         r"method must be one of hb, nag, gd, nesterov, qhm; got 'adam'",
     ),
-    "solve-method": (lambda: solve(method="sgd"), r"method must be one of hb, nag, gd, nesterov, qhm"),
+    "solve-method": (
+        lambda: solve(method="sgd"),
+        r"method must be one of hb, nag, gd, nesterov, qhm",
+    ),
     "counter_terms-method": (
         lambda: hbflow.counter_terms(3, "adam"),
         r"method must be one of hb, nag, gd, nesterov, qhm; got 'adam'",
@@ -480,7 +486,10 @@ CLI_CASES = {
         ["order", "--models", "hbf2,foo"],
         r"unknown model 'foo'; valid models are hbfN and steadyN",
     ),
-    "order-method": (["order", "--method", "sgd"], r"method must be one of hb, nag, gd, nesterov, qhm; got 'sgd'"),
+    "order-method": (
+        ["order", "--method", "sgd"],
+        r"method must be one of hb, nag, gd, nesterov, qhm; got 'sgd'",
+    ),
     "derive-method": (
         ["derive", "--order", "2", "--method", "sgd"],
         r"method must be one of hb, nag, gd, nesterov, qhm",

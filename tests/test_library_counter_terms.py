@@ -80,7 +80,9 @@ def test_nesterov_is_the_look_ahead_of_nag_per_k():
     beta, one = ExpPolyRing().beta, QBeta.of(1)
     nag = _nag_characters(K_MAX + 2)
     # y_k = x_k + beta (x_k - x_{k-1}) from rest (x_{-1} = x_0).
-    look = [_combine([(1 + beta, nag[k]), (-beta, nag[max(k - 1, 0)])], one) for k in range(K_MAX + 2)]
+    look = [
+        _combine([(1 + beta, nag[k]), (-beta, nag[max(k - 1, 0)])], one) for k in range(K_MAX + 2)
+    ]
     ct = counter_terms(ORDER, "nesterov")
     for k in range(K_MAX + 1):
         want = log(compose(inverse(look[k]), look[k + 1]))
@@ -107,9 +109,7 @@ def test_nesterov_is_the_look_ahead_of_nag_in_closed_form():
         assert ct.exponential_terms(tree) == want, tree
     # ...and it is not NAG's (the sequences differ).
     nag_ct = counter_terms(ORDER, "nag")
-    assert any(
-        ct.exponential_terms(t) != nag_ct.exponential_terms(t) for t in trees_up_to(ORDER)
-    )
+    assert any(ct.exponential_terms(t) != nag_ct.exponential_terms(t) for t in trees_up_to(ORDER))
 
 
 def test_per_k_recurrence_equals_closed_form():
@@ -269,7 +269,9 @@ def test_counter_terms_bad_nu(kwargs, match):
 
 
 def test_cli_derive_qhm(capsys):
-    assert main(["derive", "--method", "qhm", "--nu", "0.7", "--order", "2", "--format", "json"]) == 0
+    assert (
+        main(["derive", "--method", "qhm", "--nu", "0.7", "--order", "2", "--format", "json"]) == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["method"] == "qhm" and data["nu"] == "7/10"
     assert main(["derive", "--method", "nesterov", "--order", "2", "--steady-state"]) == 0
