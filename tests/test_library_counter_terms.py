@@ -248,7 +248,9 @@ def test_qhm_cache_is_keyed_by_nu(user_cache):
     assert again.nu == Fraction(7, 10)
     assert again.exponential_terms(tree) == a.exponential_terms(tree)
     # A file whose contents say another nu is not used for this one.
-    path.write_text(json.dumps({**data, "nu": "1/3"}))
+    other = {**data, "nu": "1/3"}
+    other["checksum"] = cache._checksum(other)  # a sound file, of the wrong nu
+    path.write_text(json.dumps(other))
     cache._counter_terms.cache_clear()
     with pytest.warns(RuntimeWarning, match="disagree"):
         counter_terms(3, "qhm", nu=0.7)
