@@ -84,6 +84,8 @@ def method_coefficients(method: str, beta, nu=None):
     if method == "nesterov":
         return 1 + beta, beta
     if method == "qhm":
+        if nu is None:
+            raise ValueError("method 'qhm' needs nu")
         return 1 - nu * beta, beta * (1 - nu)
     if method in ("hb", "gd"):
         return 1 + 0 * beta, 0 * beta

@@ -378,8 +378,10 @@ def stability_limit(method: str, beta: float, curvature: float, nu: float | None
     elif method in ("nag", "nesterov"):
         c = 2.0 * (1.0 + beta) / (1.0 + 2.0 * beta)
     elif method == "qhm":
-        nu = check_nu(nu, method)
-        c = 2.0 * (1.0 + beta) / (1.0 + beta - 2.0 * nu * beta)
+        nu_value = check_nu(nu, method)
+        if nu_value is None:  # check_nu refuses a missing nu for qhm; this narrows the type
+            raise ValueError("method 'qhm' needs nu")
+        c = 2.0 * (1.0 + beta) / (1.0 + beta - 2.0 * nu_value * beta)
     else:
         c = 2.0 * (1.0 + beta)
     return c / curvature if curvature > 0 else math.inf

@@ -194,6 +194,8 @@ def _kovachki_stuart_mass(method: str, beta: float, nu: float | None = None) -> 
     if method in ("nag", "nesterov"):
         return (1 - beta + 2 * beta**2) / 2
     if method == "qhm":
+        if nu is None:
+            raise ValueError("method 'qhm' needs nu")
         return (1 - beta + 2 * nu * beta) / 2
     return (1 + beta) / 2  # hb; gd is beta = 0 for both formulas
 
