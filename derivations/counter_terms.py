@@ -1,10 +1,12 @@
 """Derive the exact counter terms and write them to the package's versioned data files.
 
-    python derivations/counter_terms.py --order 8            # hb, nag and gd to order 8
+    python derivations/counter_terms.py --order 8            # every method (qhm at nu = 7/10)
     python derivations/counter_terms.py --order 5 --method hb
+    python derivations/counter_terms.py --order 6 --method qhm --nu 1/2
     python derivations/counter_terms.py --order 9 --compress # gzip-compressed JSON
 
-Files go to ``hbflow/_data/counter_terms_{method}_order{N}.json[.gz]`` (or ``--out DIR``), with
+Files go to ``hbflow/_data/counter_terms_{method}_order{N}.json[.gz]`` (for qhm
+``counter_terms_qhm_nu{p}-{q}_order{N}.json[.gz]``, one per rational ν) or ``--out DIR``, with
 the exact shifted start of the steady-state flow in ``shifted_start_{method}_order{N}.json``; the
 package loads them when their derivation version and checksum match, and derives on demand
 otherwise.  The methods are derived in parallel, one process each, up to ``--jobs``.
@@ -19,19 +21,22 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from hbflow._counter_terms import derive_counter_terms, write_cache
+from hbflow._counter_terms import _cache_stem, derive_counter_terms, write_cache
 from hbflow._derive import METHODS, check_order
 from hbflow._shift import ShiftedStart, _derive_shift, write_shift_cache
+from hbflow._validate import parse_nu
 
 DATA = Path(__file__).resolve().parent.parent / "hbflow" / "_data"
 
+#: ν of the shipped qhm file: 7/10, the value Ma & Yarats (ICLR 2019) recommend.
+SHIPPED_NU = "7/10"
 
-def _derive_and_write(order: int, method: str, out: Path, compressed: bool) -> str:
+
+def _derive_and_write(order: int, method: str, out: Path, compressed: bool, nu) -> str:
     start = time.perf_counter()
-    ct = derive_counter_terms(order, method, progress=True)
-    for stale in list(out.glob(f"counter_terms_{method}_order*.json")) + list(
-        out.glob(f"counter_terms_{method}_order*.json.gz")
-    ):
+    ct = derive_counter_terms(order, method, nu=nu, progress=True)
+    stem = _cache_stem(method, ct.nu)
+    for stale in list(out.glob(f"{stem}_order*.json")) + list(out.glob(f"{stem}_order*.json.gz")):
         stale.unlink()
     path = write_cache(ct, out, compressed=compressed)
     size = path.stat().st_size / 1e6
@@ -48,7 +53,8 @@ def _derive_and_write(order: int, method: str, out: Path, compressed: bool) -> s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--order", type=int, required=True, help="largest tree order (>= 1)")
-    parser.add_argument("--method", choices=METHODS, action="append", help="default: all three")
+    parser.add_argument("--method", choices=METHODS, action="append", help="default: all")
+    parser.add_argument("--nu", default=SHIPPED_NU, help=f"nu of qhm (default {SHIPPED_NU})")
     parser.add_argument("--out", type=Path, default=DATA, help=f"output folder (default {DATA})")
     parser.add_argument("--compress", action="store_true", help="write gzip-compressed JSON")
     parser.add_argument(
@@ -57,14 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_order(args.order)
+        nu = parse_nu(args.nu, "qhm", name="--nu")
     except ValueError as err:
         parser.error(str(err))
     methods = args.method or list(METHODS)
     # The slowest (nag, hb) first, so that gd fills in behind them.
-    methods.sort(key=["nag", "hb", "gd"].index)
+    methods.sort(key=["nag", "nesterov", "hb", "qhm", "gd"].index)
     with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(methods)))) as pool:
         jobs = [
-            pool.submit(_derive_and_write, args.order, m, args.out, args.compress) for m in methods
+            pool.submit(
+                _derive_and_write,
+                args.order,
+                m,
+                args.out,
+                args.compress,
+                nu if m == "qhm" else None,
+            )
+            for m in methods
         ]
         for job in jobs:
             print(job.result(), flush=True)

@@ -40,9 +40,12 @@ def _add_derive_parser(subparsers) -> None:
         "heavy-ball flow of a method, to a given order in the step size.",
     )
     p.add_argument("--order", type=int, required=True, help="largest tree order |tau| (>= 1)")
-    p.add_argument("--method", default="hb", help="hb (default), nag or gd")
+    p.add_argument("--method", default="hb", help="hb (default), nag, gd, nesterov or qhm")
     p.add_argument(
         "--beta", default=None, help="a rational value of beta in [0, 1), e.g. 0.9 or 9/10"
+    )
+    p.add_argument(
+        "--nu", default=None, help="nu of qhm in [0, 1], e.g. 0.7 or 7/10 (qhm only, required)"
     )
     view = p.add_mutually_exclusive_group()
     view.add_argument("--k", type=int, default=None, help="the piece k >= 0 (default: symbolic k)")
@@ -59,19 +62,20 @@ def _add_derive_parser(subparsers) -> None:
 def _run_derive(args) -> int:
     from ._counter_terms import counter_terms
     from ._format import field_latex, field_text, to_json_data
-    from ._validate import check_count, check_method, check_order, parse_beta
+    from ._validate import check_count, check_method, check_order, parse_beta, parse_nu
 
     check_order(args.order)
     check_method(args.method)
     # Compared as a number, exactly: "0", "0.0" and "0/1" are all beta = 0 for gd.
     parse_beta(args.beta, args.method, name="--beta")
+    nu = parse_nu(args.nu, args.method, name="--nu")
     if args.format not in ("text", "latex", "json"):
         raise ValueError(f"format must be one of text, latex, json; got {args.format!r}")
     if args.k is not None:
         check_count(args.k, "--k", minimum=0)
     if args.shift:
         return _print_shift(args)
-    ct = counter_terms(args.order, args.method)
+    ct = counter_terms(args.order, args.method, nu=nu)
     view = {"k": args.k, "beta": args.beta, "steady_state": args.steady_state}
     if args.format == "json":
         print(json.dumps(to_json_data(ct, **view), indent=2, ensure_ascii=False))

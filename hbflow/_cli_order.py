@@ -57,9 +57,14 @@ def add_order_parser(subparsers) -> argparse.ArgumentParser:
         "of no arguments returning one, in an importable module); or a .npy file (an array) or "
         ".npz file (a dict of arrays) (default: the problem's)",
     )
-    p.add_argument("--method", default=DEFAULTS["method"], help="hb (default), nag or gd")
+    p.add_argument(
+        "--method", default=DEFAULTS["method"], help="hb (default), nag, gd, nesterov or qhm"
+    )
     p.add_argument(
         "--beta", default=None, help=f"momentum in [0, 1) (default {DEFAULTS['beta']}; 0 for gd)"
+    )
+    p.add_argument(
+        "--nu", default=None, help="nu of qhm in [0, 1], e.g. 0.7 or 7/10 (qhm only, required)"
     )
     p.add_argument("--etas", default=DEFAULTS["etas"], help="step sizes, comma-separated")
     p.add_argument(
@@ -214,7 +219,14 @@ def _run(args: argparse.Namespace) -> int:
     from ._compare import compare, failure_summary
     from ._models import model_from_name
     from ._problems import DEFAULT_PROBLEM, get_problem, problem_names
-    from ._validate import check_after, check_beta, check_count, check_method, check_positive
+    from ._validate import (
+        check_after,
+        check_beta,
+        check_count,
+        check_method,
+        check_positive,
+        parse_nu,
+    )
 
     if args.format not in ("text", "json"):
         raise ValueError(f"--format must be one of text, json, got {args.format!r}")
@@ -223,6 +235,9 @@ def _run(args: argparse.Namespace) -> int:
         beta = 0.0 if method == "gd" else DEFAULTS["beta"]
     else:
         beta = check_beta(_float(args.beta, "beta"), method, name="--beta")
+    # Read exactly, as the derivation reads it ("0.7" is 7/10); the iterates use its float.
+    nu_exact = parse_nu(args.nu, method, name="--nu")
+    nu = None if nu_exact is None else float(nu_exact)
     etas = [check_positive(eta, "--etas: every step size") for eta in _floats(args.etas, "etas")]
     horizon = check_positive(_float(args.horizon, "horizon"), "--horizon")
     names = [s.strip() for s in args.models.split(",") if s.strip()]
@@ -272,6 +287,7 @@ def _run(args: argparse.Namespace) -> int:
         x0,
         method=method,
         beta=beta,
+        nu=nu,
         etas=etas,
         horizon=horizon,
         models=models,

@@ -65,6 +65,7 @@ from ._validate import (
     check_count,
     check_loss,
     check_method,
+    check_nu,
     check_positive,
     horizon_hint,
     require_float64,
@@ -160,7 +161,8 @@ class Progress(NamedTuple):
 class OrderStudy:
     """The result of `compare`: plain data, rendered by `to_json` and `to_text`.
 
-    - `method`, `beta`, `horizon`, `etas`, `num_steps` ($K$ per step size).
+    - `method`, `beta`, `horizon`, `etas`, `num_steps` ($K$ per step size); `nu` (ν of
+      ``"qhm"``, else ``None``).
     - `models`: name → `ModelErrors`, in the order requested.
     - `lambdas`: $\\lambda = \\eta/(1-\\beta)^2$ per step size; `hessian_norm`: the largest
       $\\|\\nabla^2 L\\|$ found along the iterates (power iteration); `lambda_h` = their product.
@@ -188,6 +190,7 @@ class OrderStudy:
     failures: tuple[RunFailure, ...] = ()
     problem: str | None = None
     after: float = 0.0
+    nu: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -200,6 +203,7 @@ class OrderStudy:
             **({"problem": self.problem} if self.problem is not None else {}),
             "method": self.method,
             "beta": self.beta,
+            **({} if self.nu is None else {"nu": self.nu}),
             "horizon": self.horizon,
             "after": self.after,
             "etas": _floats(self.etas),
@@ -234,7 +238,9 @@ class OrderStudy:
     def to_text(self) -> str:
         """A table of max errors per model and step size, with fitted slopes."""
         head = (
-            f"order study: method={self.method} beta={self.beta:g} horizon={self.horizon:g} "
+            f"order study: method={self.method} beta={self.beta:g} "
+            + ("" if self.nu is None else f"nu={self.nu:g} ")
+            + f"horizon={self.horizon:g} "
             f"|grad^2 L|≈{self.hessian_norm:.3g}"
         )
         eta_cols = [f"eta={e:.4g}" for e in self.etas]
@@ -581,6 +587,7 @@ def compare(
     *,
     method: str = "hb",
     beta: float = 0.5,
+    nu: float | None = None,
     etas: Sequence[float],
     horizon: float,
     models: Sequence[str | AbstractContinuousModel] = ("hbf1", "hbf2", "hbf3", "rgf"),
@@ -600,7 +607,8 @@ def compare(
 
     - `loss`: a JAX scalar loss of a pytree shaped like `u0`, finite at `u0`.
     - `u0`: the start $u_0$ (iterates from rest), finite; converted to float64.
-    - `method`: ``"hb"``, ``"nag"`` or ``"gd"``; `beta`: $0 \le \beta < 1$ (0 for ``"gd"``).
+    - `method`: ``"hb"``, ``"nag"``, ``"gd"``, ``"nesterov"`` or ``"qhm"``; `beta`:
+      $0 \le \beta < 1$ (0 for ``"gd"``); `nu`: ν of ``"qhm"``, $0 \le \nu \le 1$ (only there).
     - `etas`: at least two distinct step sizes, sorted (a decreasing geometric sequence gives a
       clean fit).
     - `horizon`: $T$, an integer multiple of every step size; $T/\eta$ is rounded to the
@@ -635,6 +643,7 @@ def compare(
         u0,
         method=method,
         beta=beta,
+        nu=nu,
         etas=etas,
         horizon=horizon,
         models=models,
@@ -666,6 +675,7 @@ class _Sweep:
     u0: PyTree
     method: str
     beta: float
+    nu: float | None
     etas: np.ndarray
     nums: tuple[int, ...]
     horizon: float
@@ -677,6 +687,11 @@ class _Sweep:
     solver_check: bool
     report: Callable[[Progress], Any] | None
     after: float = 0.0
+
+    @property
+    def nu_kw(self) -> dict[str, float]:
+        """``{"nu": nu}`` for ``qhm``, else empty: models written for hb/nag/gd take no `nu`."""
+        return {} if self.nu is None else {"nu": self.nu}
 
     @property
     def max_pieces(self) -> int:
@@ -703,6 +718,7 @@ def _set_up(
     *,
     method,
     beta,
+    nu,
     etas,
     horizon,
     models,
@@ -717,6 +733,7 @@ def _set_up(
     require_float64("hbflow.compare")
     method = check_method(method)
     beta = check_beta(beta, method)
+    nu = check_nu(nu, method)
     horizon = check_positive(horizon, "horizon")
     etas, nums = _check_etas(etas, horizon)
     model_list = _as_models(models)
@@ -736,6 +753,7 @@ def _set_up(
         u0=u0,
         method=method,
         beta=beta,
+        nu=nu,
         etas=etas,
         nums=tuple(nums),
         horizon=horizon,
@@ -798,13 +816,14 @@ def _run_iterates(sweep: _Sweep, tick: _Ticker) -> tuple[list[np.ndarray | None]
             beta=sweep.beta,
             eta=eta,
             num_steps=_padded_length(k, sweep.max_pieces),
+            nu=sweep.nu,
             check_finite=False,
         )
         flat = _flatten(us)[: k + 1]
         step = first_non_finite(flat)
         if step is not None:
             message = divergence_message(
-                sweep.loss, sweep.u0, sweep.method, sweep.beta, eta, step, us=us
+                sweep.loss, sweep.u0, sweep.method, sweep.beta, eta, step, us=us, nu=sweep.nu
             )
             failures.append(RunFailure(None, eta, message))
             flat_iterates.append(None)
@@ -823,7 +842,7 @@ def _study_model(
     """One model against the iterates at every step size: errors, slope, solver errors, times."""
     name = model.name
     # Row k of a coefficient table depends on k only: compute the longest once, slice it.
-    longest = model.coefficients(sweep.method, sweep.beta, sweep.max_pieces)
+    longest = model.coefficients(sweep.method, sweep.beta, sweep.max_pieces, **sweep.nu_kw)
     timings: list[tuple[int, float, bool]] = []  # (pieces, wall seconds, base tolerances?)
 
     def run(i: int, rtol: float, atol: float) -> np.ndarray:
@@ -890,7 +909,7 @@ def _study_model(
     compile_seconds = _compile_seconds(timings)
     errors_of_model = ModelErrors(
         name=name,
-        expected_order=model.order(sweep.method, sweep.beta),
+        expected_order=model.order(sweep.method, sweep.beta, **sweep.nu_kw),
         max_errors=max_err,
         final_errors=final_err,
         errors=tuple(errors),
@@ -994,7 +1013,7 @@ def _diagnostics(sweep: _Sweep, flat_iterates: list[np.ndarray | None]) -> _Diag
     warnings = []
     # Only positive dominant eigenvalues bound L_max from below: no false alarms.
     curvature = float(np.max(dominant, initial=0.0))
-    limit = stability_limit(sweep.method, beta, curvature)
+    limit = stability_limit(sweep.method, beta, curvature, nu=sweep.nu)
     unstable = [float(e) for e in etas if e >= limit]
     if unstable:
         warnings.append(
@@ -1035,6 +1054,7 @@ def _finish(sweep: _Sweep, outcome: _Outcome) -> OrderStudy:
     return OrderStudy(
         method=sweep.method,
         beta=sweep.beta,
+        nu=sweep.nu,
         horizon=sweep.horizon,
         etas=sweep.etas,
         num_steps=sweep.nums,

@@ -44,7 +44,7 @@ from . import _bseries, _derive, _exppoly, _trees
 from ._derive import K, RationalFunction, _horner
 from ._exppoly import BETA
 from ._trees import Tree, trees_up_to
-from ._validate import check_beta, check_count, check_method, check_order, parse_beta
+from ._validate import check_beta, check_count, check_method, check_order, parse_beta, parse_nu
 
 __all__ = ["CounterTerms", "counter_terms", "DERIVATION_VERSION", "CONVENTION"]
 
@@ -93,9 +93,10 @@ class CounterTerms:
 
     **Arguments:**
 
-    - `method`: ``"hb"``, ``"nag"`` or ``"gd"``.
+    - `method`: ``"hb"``, ``"nag"``, ``"gd"``, ``"nesterov"`` or ``"qhm"``.
     - `order`: the largest $|\tau|$ kept.
     - `terms`: for each tree, ``{(j, m): c_jm}`` with `c_jm` a `RationalFunction` of β.
+    - `nu`: for ``"qhm"``, the rational ν the coefficients were derived for (required there).
 
     **Raises:** `ValueError` if a tree is missing or the $j = 0$ part depends on $k$ (then
     $b_k$ would have no steady state, which contradicts
@@ -103,10 +104,17 @@ class CounterTerms:
     """
 
     def __init__(
-        self, method: str, order: int, terms: dict[Tree, dict[tuple[int, int], RationalFunction]]
+        self,
+        method: str,
+        order: int,
+        terms: dict[Tree, dict[tuple[int, int], RationalFunction]],
+        *,
+        nu=None,
     ):
         self.method = check_method(method)
         self.order = check_order(order)
+        #: ν of ``"qhm"`` as an exact ``Fraction`` (``None`` for the other methods).
+        self.nu = parse_nu(nu, self.method)
         self.trees = trees_up_to(order)
         missing = [t for t in self.trees if t not in terms]
         if missing:
@@ -120,7 +128,9 @@ class CounterTerms:
         self._terms = {t: dict(sorted(terms[t].items())) for t in self.trees}
 
     def __repr__(self) -> str:
-        return f"CounterTerms(method={self.method!r}, order={self.order}, trees={len(self.trees)})"
+        nu = "" if self.nu is None else f", nu={str(self.nu)!r}"
+        trees = len(self.trees)
+        return f"CounterTerms(method={self.method!r}{nu}, order={self.order}, trees={trees})"
 
     # --- exact access -------------------------------------------------------------------------
 
@@ -173,7 +183,8 @@ class CounterTerms:
         check_order(order)
         if order > self.order:
             raise ValueError(f"order must be <= {self.order} to truncate, got {order}")
-        return CounterTerms(self.method, order, {t: self._terms[t] for t in trees_up_to(order)})
+        kept = {t: self._terms[t] for t in trees_up_to(order)}
+        return CounterTerms(self.method, order, kept, nu=self.nu)
 
     def _tree(self, tree) -> Tree:
         if not isinstance(tree, Tree):
@@ -236,6 +247,7 @@ class CounterTerms:
             "format": _FORMAT,
             "derivation_version": DERIVATION_VERSION,
             "method": self.method,
+            **({} if self.nu is None else {"nu": str(self.nu)}),
             "order": self.order,
             "trees": [
                 {
@@ -272,7 +284,7 @@ class CounterTerms:
                 (int(j), int(m)): RationalFunction.from_json([n, d])
                 for j, m, n, d in entry["terms"]
             }
-        return cls(data["method"], int(data["order"]), terms)
+        return cls(data["method"], int(data["order"]), terms, nu=data.get("nu"))
 
 
 def _value_at(c: RationalFunction, beta: fmpq) -> fmpq:
@@ -418,22 +430,23 @@ def _tail_rounds_to_steady(columns, beta: fmpq, k: int) -> bool:
         ctx.prec = old_prec
 
 
-def derive_counter_terms(order: int, method: str, *, progress=None) -> CounterTerms:
-    """Derive without any cache: the closed form for hb/nag, the Euler character for gd.
+def derive_counter_terms(order: int, method: str, *, nu=None, progress=None) -> CounterTerms:
+    """Derive without any cache: the closed form (hb, nag, nesterov, qhm at `nu`), Euler's for gd.
 
     `progress`: report each stage on stderr once the derivation has run for a second (``True``),
     never (``False``), or when stderr is a terminal (``None``).
     """
     check_order(order)
     check_method(method)
-    report = _DeriveProgress(method, order, progress)
+    nu = parse_nu(nu, method)
+    report = _DeriveProgress(method if nu is None else f"{method} nu={nu}", order, progress)
     if method == "gd":
         values = _derive.coefficients_at(order, 0, method="gd")
         terms = {
             t: {(0, 0): RationalFunction.from_frac(sympy.QQ.convert(v))} for t, v in values.items()
         }
         return CounterTerms("gd", order, terms)
-    closed = _derive.closed_form_characters(order, method, report)
+    closed = _derive.closed_form_characters(order, method, report, nu=nu)
     report("exact coefficients")
     terms = {
         tree: {
@@ -444,7 +457,7 @@ def derive_counter_terms(order: int, method: str, *, progress=None) -> CounterTe
         for tree, parts in closed.items()
     }
     report.done()
-    return CounterTerms(method, order, terms)
+    return CounterTerms(method, order, terms, nu=nu)
 
 
 #: Progress lines start once a derivation or a rendering has run this long (seconds).
@@ -495,8 +508,17 @@ def cache_dirs() -> list[Path]:
     return [_PACKAGE_DATA, Path(user)]
 
 
-def cache_filename(method: str, order: int, *, compressed: bool = False) -> str:
-    return f"counter_terms_{method}_order{order}.json" + (".gz" if compressed else "")
+def _cache_stem(method: str, nu: Fraction | None = None) -> str:
+    # One file per rational nu for qhm: counter_terms_qhm_nu7-10_order8.json is nu = 7/10.
+    if nu is None:
+        return f"counter_terms_{method}"
+    return f"counter_terms_{method}_nu{nu.numerator}-{nu.denominator}"
+
+
+def cache_filename(
+    method: str, order: int, nu: Fraction | None = None, *, compressed: bool = False
+) -> str:
+    return f"{_cache_stem(method, nu)}_order{order}.json" + (".gz" if compressed else "")
 
 
 def _checksum(data: dict) -> str:
@@ -513,7 +535,7 @@ def write_cache(ct: CounterTerms, directory: Path, *, compressed: bool = False) 
     writers never see or clobber one another's partial files.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / cache_filename(ct.method, ct.order, compressed=compressed)
+    path = directory / cache_filename(ct.method, ct.order, ct.nu, compressed=compressed)
     raw = json.dumps(ct.to_data(), separators=(",", ":")).encode()
     if compressed:
         raw = gzip.compress(raw, compresslevel=9, mtime=0)
@@ -552,13 +574,11 @@ def read_cache(path: Path) -> CounterTerms:
     return ct
 
 
-def _cache_files(directory: Path, method: str):
-    """``(order, path)`` of the cache files of `method` in `directory`, plain before gzip."""
+def _cache_files(directory: Path, method: str, nu: Fraction | None = None):
+    """``(order, path)`` of the cache files of `method` (at `nu`) in `directory`, plain first."""
     found = []
-    for pattern in (
-        f"counter_terms_{method}_order*.json",
-        f"counter_terms_{method}_order*.json.gz",
-    ):
+    stem = _cache_stem(method, nu)
+    for pattern in (f"{stem}_order*.json", f"{stem}_order*.json.gz"):
         for path in directory.glob(pattern):
             stem = path.name.removesuffix(".gz").removesuffix(".json")
             try:
@@ -568,16 +588,16 @@ def _cache_files(directory: Path, method: str):
     return [(order, path) for order, _, path in sorted(found)]
 
 
-def _load_from_caches(order: int, method: str) -> CounterTerms | None:
+def _load_from_caches(order: int, method: str, nu: Fraction | None = None) -> CounterTerms | None:
     for directory in cache_dirs():
         if not directory.is_dir():
             continue
-        for stored_order, path in _cache_files(directory, method):
+        for stored_order, path in _cache_files(directory, method, nu):
             if stored_order < order:
                 continue
             try:
                 ct = read_cache(path)
-                if ct.method != method or ct.order != stored_order:
+                if ct.method != method or ct.order != stored_order or ct.nu != nu:
                     raise ValueError("file name and contents disagree")
             except (OSError, ValueError) as err:
                 removed = ""
@@ -598,28 +618,39 @@ def _load_from_caches(order: int, method: str) -> CounterTerms | None:
 
 
 def counter_terms(
-    order: int, method: str = "hb", *, use_cache: bool = True, progress: bool | None = None
+    order: int,
+    method: str = "hb",
+    *,
+    nu=None,
+    use_cache: bool = True,
+    progress: bool | None = None,
 ) -> CounterTerms:
     r"""The exact counter terms $b_k(\tau)$, $|\tau| \le$ `order`, of `method`.
 
     **Arguments:**
 
     - `order`: an integer $\ge 1$; the HBF of order $\alpha$ needs `order` $= \alpha$.
-    - `method`: ``"hb"`` (heavy ball), ``"nag"`` (Nesterov) or ``"gd"`` (gradient descent).
+    - `method`: ``"hb"`` (heavy ball), ``"nag"`` (Nesterov), ``"gd"`` (gradient descent),
+      ``"nesterov"`` (Nesterov momentum as optax and PyTorch run it) or ``"qhm"``
+      (quasi-hyperbolic momentum); see docs/theory.md#library-momentum.
+    - `nu`: ν of ``"qhm"`` (required there, refused elsewhere), read exactly as a rational:
+      ``0.7`` is $7/10$.  The coefficients are derived, and cached, for that ν, with β symbolic.
     - `use_cache`: load from and save to the cache files (see module docstring).
     - `progress`: when the terms must be derived, report the stages on stderr once it has
       taken a second: ``True``, ``False``, or ``None`` (default) for "when stderr is a terminal".
 
     **Returns:** a `CounterTerms`.
 
-    **Raises:** `ValueError` for an order < 1 or an unknown method.
+    **Raises:** `ValueError` for an order < 1, an unknown method, or a ν outside $[0, 1]$,
+    missing for ``"qhm"`` or given to another method.
     """
     check_order(order)
     check_method(method)
+    nu = parse_nu(nu, method)
     global _progress
     _progress = progress
     try:
-        return _counter_terms(order, method, bool(use_cache))
+        return _counter_terms(order, method, bool(use_cache), nu)
     finally:
         _progress = None
 
@@ -629,12 +660,14 @@ _progress: bool | None = None
 
 
 @functools.cache
-def _counter_terms(order: int, method: str, use_cache: bool) -> CounterTerms:
+def _counter_terms(
+    order: int, method: str, use_cache: bool, nu: Fraction | None = None
+) -> CounterTerms:
     if use_cache:
-        ct = _load_from_caches(order, method)
+        ct = _load_from_caches(order, method, nu)
         if ct is not None:
             return ct
-    ct = derive_counter_terms(order, method, progress=_progress)
+    ct = derive_counter_terms(order, method, nu=nu, progress=_progress)
     if use_cache:
         try:
             write_cache(ct, cache_dirs()[-1])

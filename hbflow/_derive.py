@@ -6,7 +6,14 @@ $u_k = B(a_k, u_0)$ with
 
 $$e_k = (1+a)a_k - a\,a_{k-1},\qquad a_{k+1} = (1+\beta)a_k - \beta a_{k-1} + D(e_k),$$
 
-$a_{-1} = a_0 = $ identity.  The one-step map of piece $k$ has character
+$a_{-1} = a_0 = $ identity.  The library rules of docs/theory.md#library-momentum
+(``nesterov``, ``qhm``), $u_{k+1} = u_k + \beta(u_k - u_{k-1}) - \eta[c_0\nabla L(u_k) -
+c_1\nabla L(u_{k-1})]$ with the $c_1$ term absent at $k = 0$, have instead
+
+$$a_1 = a_0 + c_0 D(a_0),\qquad
+a_{k+1} = (1+\beta)a_k - \beta a_{k-1} + c_0 D(a_k) - c_1 D(a_{k-1})\quad (k \ge 1).$$
+
+The one-step map of piece $k$ has character
 $m_k = a_k^{-1}\cdot a_{k+1}$ and its modified field $b_k = \log m_k$ gives the heavy-ball flow
 
 $$\dot u = f_k(u) = \sum_\tau \eta^{|\tau|-1} \frac{b_k(\tau)}{\sigma(\tau)} F(\tau)(u),
@@ -35,7 +42,14 @@ from sympy.polys.domains import QQ
 from ._bseries import Character, compose, inverse, log
 from ._exppoly import BETA, ExpPoly, ExpPolyRing, QBeta
 from ._trees import Tree, trees_up_to
-from ._validate import METHODS, check_count, check_method, check_order, parse_beta
+from ._validate import (
+    METHODS,
+    check_count,
+    check_method,
+    check_order,
+    parse_beta,
+    parse_nu,
+)
 
 __all__ = [
     "METHODS",
@@ -48,9 +62,34 @@ __all__ = [
 
 K = sympy.Symbol("k")
 
+# The library rules u_{k+1} = u_k + beta (u_k - u_{k-1}) - eta [c0 grad_k - c1 grad_{k-1}].
+_TWO_GRADIENT = ("nesterov", "qhm")
+
 
 def _lookahead(method: str, beta):
     return beta if method == "nag" else beta * 0
+
+
+def method_coefficients(method: str, beta, nu=None):
+    r"""$(c_0, c_1)$ of the library rules (docs/theory.md#library-momentum), in the type of `beta`.
+
+    $u_{k+1} = u_k + \beta(u_k - u_{k-1}) - \eta[c_0\nabla L(u_k) - c_1\nabla L(u_{k-1})]$:
+    ``nesterov`` has $c_0 = 1+\beta$, $c_1 = \beta$; ``qhm`` has $c_0 = 1-\nu\beta$,
+    $c_1 = \beta(1-\nu)$; ``hb`` and ``gd`` are $c_0 = 1$, $c_1 = 0$.  ``nag`` is not of this
+    form (its gradient is taken at a look-ahead point).
+
+    **Raises:** `ValueError` for ``nag`` or an unknown method.
+    """
+    # Here, in a module of the derivation version, so that changing a coefficient changes it.
+    if method == "nesterov":
+        return 1 + beta, beta
+    if method == "qhm":
+        if nu is None:
+            raise ValueError("method 'qhm' needs nu")
+        return 1 - nu * beta, beta * (1 - nu)
+    if method in ("hb", "gd"):
+        return 1 + 0 * beta, 0 * beta
+    raise ValueError(f"method {method!r} has no coefficients (c0, c1)")
 
 
 def _lincomb(terms, empty: int, one) -> Character:
@@ -88,13 +127,26 @@ def _field_and_beta(method: str, beta: Fraction | None):
     return QQ, QQ(beta.numerator, beta.denominator)
 
 
-def _iterate_characters(order: int, method: str, beta: Fraction | None, k_max: int):
+def _iterate_characters(
+    order: int, method: str, beta: Fraction | None, k_max: int, nu: Fraction | None = None
+):
     r"""Yield $(k, a_k, a_{k+1})$ for $k = 0, \dots,$ `k_max` by the recurrence of the iterates
-    (docs/theory.md#iterates-as-b-series)."""
+    (docs/theory.md#iterates-as-b-series, docs/theory.md#library-momentum)."""
     field, b = _field_and_beta(method, beta)
     one = field.one
-    a = _lookahead(method, b)
     prev = cur = Character.identity(order, one)
+    if method in _TWO_GRADIENT:
+        nu_value = None if nu is None else field.convert(QQ(nu.numerator, nu.denominator))
+        c0, c1 = method_coefficients(method, b, nu_value)
+        for k in range(k_max + 1):
+            terms = [((1 + b) * one, cur), (-b * one, prev), (c0 * one, _D(cur))]
+            if k >= 1:  # the buffer starts at zero: no c1 term on the first step
+                terms.append((-c1 * one, _D(prev)))
+            nxt = _lincomb(terms, 1, one)
+            yield k, cur, nxt
+            prev, cur = cur, nxt
+        return
+    a = _lookahead(method, b)
     for k in range(k_max + 1):
         e = _lincomb([((1 + a) * one, cur), (-a * one, prev)], 1, one)
         nxt = _lincomb([((1 + b) * one, cur), (-b * one, prev), (one, _D(e))], 1, one)
@@ -103,7 +155,7 @@ def _iterate_characters(order: int, method: str, beta: Fraction | None, k_max: i
 
 
 def coefficients_at(
-    order: int, k: int, *, method: str = "hb", beta=None, as_sympy: bool = True
+    order: int, k: int, *, method: str = "hb", beta=None, nu=None, as_sympy: bool = True
 ) -> dict[Tree, sympy.Expr]:
     r"""$b_k(\tau)$ for one integer $k$, by running the recurrence (no closed form involved).
 
@@ -111,8 +163,9 @@ def coefficients_at(
 
     - `order`: keep the trees with $|\tau| \le$ `order`.
     - `k`: the piece, an integer $\ge 0$.
-    - `method`: ``"hb"``, ``"nag"`` or ``"gd"``.
+    - `method`: ``"hb"``, ``"nag"``, ``"gd"``, ``"nesterov"`` or ``"qhm"``.
     - `beta`: ``None`` for rational functions of the symbol ``beta``; or a rational value.
+    - `nu`: ν of ``"qhm"`` (only there), a rational value in $[0, 1]$, read as `beta` is.
 
     - `as_sympy`: return factored sympy expressions (default) or `RationalFunction`s, whose
       canonical form makes exact comparison cheap.
@@ -120,20 +173,21 @@ def coefficients_at(
     **Returns:** a dict from tree to an exact value.
     """
     check_count(k, "k", minimum=0)
-    return coefficients_up_to(order, k, method=method, beta=beta, as_sympy=as_sympy)[k]
+    return coefficients_up_to(order, k, method=method, beta=beta, nu=nu, as_sympy=as_sympy)[k]
 
 
 def coefficients_up_to(
-    order: int, k_max: int, *, method: str = "hb", beta=None, as_sympy: bool = True
+    order: int, k_max: int, *, method: str = "hb", beta=None, nu=None, as_sympy: bool = True
 ) -> list[dict[Tree, sympy.Expr]]:
     r"""$[b_0, \dots, b_{k_{\max}}]$ by one run of the recurrence; see `coefficients_at`."""
     check_order(order)
     check_method(method)
     check_count(k_max, "k_max", minimum=0)
     value = parse_beta(beta)
+    nu_value = parse_nu(nu, method)
     field = _field_and_beta(method, value)[0]
     out = []
-    for _, ak, ak1 in _iterate_characters(order, method, value, k_max):
+    for _, ak, ak1 in _iterate_characters(order, method, value, k_max, nu_value):
         b = log(compose(inverse(ak), ak1))
         if as_sympy:
             out.append({tree: sympy.factor(field.to_sympy(c)) for tree, c in b.items()})
@@ -143,15 +197,13 @@ def coefficients_up_to(
 
 
 def closed_form_characters(
-    order: int, method: str, report=None
+    order: int, method: str, report=None, *, nu=None
 ) -> dict[Tree, dict[int, dict[int, QBeta]]]:
     r"""$b_k$ in closed form: for each tree, ``{(j, m): c_{j,m}}`` with
     $b_k(\tau) = \sum c_{j,m}(\beta)\,k^m \beta^{jk}$, $c_{j,m} \in \mathbb{Q}(\beta)$.
 
-    The recurrence for $a_k(\tau)$ is forced by $D(e_k)(\tau) = \prod_i e_k(\tau_i)$, which
-    involves only smaller trees, so the trees are solved in order of size.  Initial values are
-    fitted at $k = 0, 1$ (for NAG, the closed form of $a_{k-1}$ need not equal $a_{-1} = a_0$
-    at $k = 0$, so the forcing is only used for $k \ge 1$).
+    $b_k = \log(a_k^{-1}\cdot a_{k+1})$ with $a_k$ from `closed_form_iterates`; `nu` is ν of
+    ``"qhm"`` (a rational, required there and refused elsewhere).
 
     `report`, if given, is called with a short description of each stage as it starts.
     """
@@ -160,21 +212,7 @@ def closed_form_characters(
     if method == "gd":
         raise ValueError("gd has no k-dependence; use coefficients_at(order, 0, method='gd')")
     E = ExpPolyRing()
-    a = _lookahead(method, E.beta)
-    ak: dict[Tree, ExpPoly] = {}
-    ek: dict[Tree, ExpPoly] = {}
-    for tree in trees_up_to(order):
-        if report is not None and (not ak or tree.order > max(t.order for t in ak)):
-            report(f"recurrences for the trees of order {tree.order}")
-        forcing = E.one
-        for child in tree.children:
-            if child not in ek:
-                ek[child] = ak[child] * (1 + a) - E.shift(ak[child], -1) * a if a else ak[child]
-            forcing = forcing * ek[child]
-        # a_0(tree) = 0 and a_1(tree) = D(e_0)(tree) = [tree is a leaf], since e_0 = identity.
-        a1 = E.field.one if not tree.children else E.field.zero
-        ak[tree] = E.solve_recurrence(forcing, E.field.zero, a1)
-    chars_k = Character(ak, order, 1, E.one)
+    chars_k = closed_form_iterates(E, order, method, nu=nu, report=report)
     chars_k1 = chars_k.map(lambda p: E.shift(p, 1), one=E.one)
     if report is not None:
         report("the one-step map a_k^-1 · a_(k+1)")
@@ -183,6 +221,49 @@ def closed_form_characters(
         report("its logarithm b_k")
     b = log(step)
     return {tree: E.by_exponent(p) for tree, p in b.items()}
+
+
+def closed_form_iterates(
+    E: ExpPolyRing, order: int, method: str, *, nu=None, report=None
+) -> Character:
+    r"""The characters $a_k$ of the iterates from rest as exponential polynomials in $k$.
+
+    The recurrence for $a_k(\tau)$ is forced by $D(e_k)(\tau) = \prod_i e_k(\tau_i)$ (HB, NAG)
+    or by $c_0 D(a_k)(\tau) - c_1 D(a_{k-1})(\tau)$ (the library rules of
+    docs/theory.md#library-momentum); both involve only smaller trees, so the trees are solved
+    in order of size.  Initial values are fitted at $k = 0, 1$ and the forcing is used for
+    $k \ge 1$ only: the closed form of $a_{k-1}$ need not equal $a_{-1} = a_0$ at $k = 0$ (NAG),
+    and the library rules have no $c_1$ term on their first step, $a_1 = a_0 + c_0 D(a_0)$,
+    which is the initial value $a_1(\bullet) = c_0$.
+    """
+    check_order(order)
+    check_method(method)
+    nu_value = parse_nu(nu, method)
+    two_gradient = method in _TWO_GRADIENT
+    c0, c1 = method_coefficients(method, E.beta, nu_value) if two_gradient else (None, None)
+    a = _lookahead(method, E.beta)
+    ak: dict[Tree, ExpPoly] = {}
+    ek: dict[Tree, ExpPoly] = {}
+    for tree in trees_up_to(order):
+        if report is not None and (not ak or tree.order > max(t.order for t in ak)):
+            report(f"recurrences for the trees of order {tree.order}")
+        if two_gradient:
+            product = E.one
+            for child in tree.children:
+                product = product * ak[child]
+            # c0 D(a_k) - c1 D(a_{k-1}), for k >= 1; a_1 = a_0 + c0 D(a_0) is c0 on the leaf.
+            forcing = product * c0 - E.shift(product, -1) * c1 if c1 else product * c0
+            a1 = c0 if not tree.children else E.field.zero
+        else:
+            forcing = E.one
+            for child in tree.children:
+                if child not in ek:
+                    ek[child] = ak[child] * (1 + a) - E.shift(ak[child], -1) * a if a else ak[child]
+                forcing = forcing * ek[child]
+            # a_0(tree) = 0 and a_1(tree) = D(e_0)(tree) = [tree is a leaf], since e_0 = identity.
+            a1 = E.field.one if not tree.children else E.field.zero
+        ak[tree] = E.solve_recurrence(forcing, E.field.zero, a1)
+    return Character(ak, order, 1, E.one)
 
 
 # --- exact coefficients as plain data --------------------------------------------------------

@@ -439,13 +439,20 @@ def _views(ct, k, beta, steady_state, progress=None):
 
 
 def _title(ct, k, beta, steady_state) -> str:
-    names = {"hb": "heavy ball", "nag": "Nesterov", "gd": "gradient descent"}
+    names = {
+        "hb": "heavy ball",
+        "nag": "Nesterov",
+        "gd": "gradient descent",
+        "nesterov": "optax/PyTorch Nesterov momentum",
+        "qhm": "quasi-hyperbolic momentum",
+    }
     where = (
         "steady state (k → ∞)"
         if steady_state
         else (f"piece k = {k}" if k is not None else "piece k")
     )
-    value = "" if beta is None else f", β = {parse_beta(beta)}"
+    value = "" if ct.nu is None else f", ν = {ct.nu}"
+    value += "" if beta is None else f", β = {parse_beta(beta)}"
     return f"HBF field of {names[ct.method]} ({ct.method}{value}), order {ct.order}, {where}"
 
 
@@ -674,6 +681,7 @@ def to_json_data(
         report.step(done, f"tree {tree.bracket()}")
     return {
         "method": ct.method,
+        **({} if ct.nu is None else {"nu": str(ct.nu)}),
         "order": ct.order,
         "beta": None if value is None else str(value),
         "k": k,

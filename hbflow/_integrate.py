@@ -37,6 +37,7 @@ from ._validate import (
     check_count,
     check_loss,
     check_method,
+    check_nu,
     check_positive,
     require_float64,
 )
@@ -196,6 +197,7 @@ def solve_model(
     max_steps: int = 4096,
     max_pieces: int | None = None,
     table: np.ndarray | None = None,
+    nu: float | None = None,
 ) -> ModelSolution:
     r"""Solve `model` from $u(0) = u_0$ on $[0, K\eta]$ and return $u$ at every $t_k = k\eta$.
 
@@ -205,8 +207,8 @@ def solve_model(
     - `loss`: a JAX scalar loss of a pytree shaped like `u0`.  Pass the same Python object on
       every call to reuse the compiled solver.
     - `u0`: the start (an array or a pytree of arrays), finite.
-    - `method`, `beta`: the discrete method the model describes (``"hb"``, ``"nag"``, ``"gd"``)
-      and its momentum, $0 \le \beta < 1$ (0 for ``"gd"``).
+    - `method`, `beta`: the discrete method the model describes (``"hb"``, ``"nag"``, ``"gd"``,
+      ``"nesterov"``, ``"qhm"``) and its momentum, $0 \le \beta < 1$ (0 for ``"gd"``).
     - `eta`: the step size $\eta > 0$.
     - `num_pieces`: $K \ge 1$, the number of pieces (steps of the iterates).
     - `rtol`, `atol`: tolerances of the adaptive step-size controller (default $10^{-12}$).
@@ -216,6 +218,7 @@ def solve_model(
       different `num_pieces` share one compilation; default `num_pieces`.
     - `table`: the model's coefficient table, if already computed
       (`model.coefficients(method, beta, num_pieces)`).
+    - `nu`: ν of ``"qhm"``, $0 \le \nu \le 1$ (only there).
 
     **Returns:** a `ModelSolution`.
 
@@ -234,6 +237,7 @@ def solve_model(
         )
     method = check_method(method)
     beta = check_beta(beta, method)
+    nu = check_nu(nu, method)
     eta = check_positive(eta, "eta")
     num_pieces = check_count(num_pieces, "num_pieces")
     max_pieces = num_pieces if max_pieces is None else check_count(max_pieces, "max_pieces")
@@ -246,7 +250,7 @@ def solve_model(
     u0 = as_float_tree(u0, "u0", float64=True)
     check_loss(loss, u0, name="u0", float64=True)
     if table is None:
-        table = model.coefficients(method, beta, num_pieces)
+        table = model.coefficients(method, beta, num_pieces, **({} if nu is None else {"nu": nu}))
     return _solve(
         model,
         loss,

@@ -1,12 +1,20 @@
-r"""The discrete methods: gradient descent, Polyak's heavy ball and Nesterov's method.
+r"""The discrete methods: gradient descent, Polyak's heavy ball, Nesterov, and the library rules.
 
-One recursion covers all three (docs/theory.md#methods):
+One recursion covers the first three (docs/theory.md#methods):
 
 $$u_{k+1} = u_k + \beta\,(u_k - u_{k-1}) - \eta\,\nabla L\big(u_k + a\,(u_k - u_{k-1})\big),$$
 
 with $a = 0$ for the heavy ball (``"hb"``, also called momentum gradient descent), $a = \beta$ for
-Nesterov's method (``"nag"``) and $\beta = 0$ for gradient descent (``"gd"``).  The continuous
-time attached to iterate $k$ is $t_k = k\eta$.
+Nesterov's method (``"nag"``) and $\beta = 0$ for gradient descent (``"gd"``).  A second one
+covers the momentum rules as deep-learning libraries run them, with a buffer that starts at zero
+(docs/theory.md#library-momentum):
+
+$$u_{k+1} = u_k + \beta\,(u_k - u_{k-1}) - \eta\,[c_0\nabla L(u_k) - c_1\nabla L(u_{k-1})],$$
+
+the $c_1$ term absent at $k = 0$: ``"nesterov"`` ($c_0 = 1+\beta$, $c_1 = \beta$;
+``optax.sgd(nesterov=True)``, PyTorch's ``SGD(nesterov=True)``) and ``"qhm"``, quasi-hyperbolic
+momentum ($c_0 = 1-\nu\beta$, $c_1 = \beta(1-\nu)$).  The continuous time attached to iterate
+$k$ is $t_k = k\eta$.
 
 References:
 
@@ -23,6 +31,11 @@ References:
              {$O(1/k^2)$}},
   journal = {Soviet Mathematics Doklady},
   volume  = {27}, number = {2}, pages = {372--376}, year = {1983}
+}
+@inproceedings{ma2019quasi,
+  author    = {Ma, Jerry and Yarats, Denis},
+  title     = {Quasi-hyperbolic momentum and {Adam} for deep learning},
+  booktitle = {ICLR}, year = {2019}
 }
 ```
 """
@@ -50,6 +63,7 @@ from ._validate import (
     check_loss_structure,
     check_loss_values,
     check_method,
+    check_nu,
     check_positive,
     concrete,
     is_traced,
@@ -60,6 +74,8 @@ __all__ = ["iterates", "METHODS", "DivergenceError", "stability_limit"]
 
 # The gradient is taken at u_k + a (u_k - u_{k-1}); `a` as a multiple of beta.
 _LOOKAHEAD = {"gd": 0.0, "hb": 0.0, "nag": 1.0}
+# The library rules u_{k+1} = u_k + beta (u_k - u_{k-1}) - eta [c0 grad_k - c1 grad_{k-1}].
+_TWO_GRADIENT = ("nesterov", "qhm")
 
 
 def _check_scalar(x: Any, name: str) -> float | None:
@@ -105,10 +121,12 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
     check_loss_structure(loss, example, "u0")
 
     grad = jax.grad(loss)
+    if method in _TWO_GRADIENT:
+        return _compiled_two_gradient(grad, method)
     lookahead = _LOOKAHEAD[method]
     gd = method == "gd"
 
-    def run(u0: PyTree, v0: PyTree, beta: jax.Array, eta: jax.Array, num_steps: int):
+    def run(u0: PyTree, v0: PyTree, beta: jax.Array, eta: jax.Array, nu: jax.Array, num_steps: int):
         if gd:
             beta = jnp.zeros_like(beta)
         a = lookahead * beta
@@ -133,6 +151,35 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
 _COMPILED = PerLoss(_compiled)
 
 
+def _compiled_two_gradient(grad: Callable, method: str) -> Callable:
+    r"""The library rules as a scan over $(u_k, z_k)$ with $z_k = \beta(u_k - u_{k-1}) +
+    \eta c_1\nabla L(u_{k-1})$, the part of the next step already known: then
+    $u_{k+1} = u_k + z_k - \eta c_0 \nabla L(u_k)$, and $z_0 = 0$ is the buffer that starts at
+    zero (no $c_1$ term at $k = 0$)."""
+
+    def run(u0: PyTree, v0: PyTree, beta: jax.Array, eta: jax.Array, nu: jax.Array, num_steps: int):
+        if method == "nesterov":
+            c0, c1 = 1 + beta, beta
+        else:
+            c0, c1 = 1 - nu * beta, beta * (1 - nu)
+
+        def step(carry, _):
+            u, z = carry
+            g = grad(u)
+            u_new = jax.tree_util.tree_map(
+                lambda ui, zi, gi: ui + (zi - eta * c0 * gi).astype(ui.dtype), u, z, g
+            )
+            z_new = jax.tree_util.tree_map(
+                lambda un, ui, gi: (beta * (un - ui) + eta * c1 * gi).astype(ui.dtype), u_new, u, g
+            )
+            return (u_new, z_new), u_new
+
+        _, us = jax.lax.scan(step, (u0, v0), None, length=num_steps)
+        return jax.tree_util.tree_map(lambda x0, xs: jnp.concatenate([x0[None], xs]), u0, us)
+
+    return jax.jit(run, static_argnames="num_steps")
+
+
 def iterates(
     loss: Callable[[PyTree], jax.Array],
     u0: PyTree,
@@ -142,9 +189,10 @@ def iterates(
     eta: RealScalarLike,
     num_steps: int,
     v0: PyTree | None = None,
+    nu: float | jax.Array | None = None,
     check_finite: bool = True,
 ) -> PyTree:
-    r"""The iterates $u_0, u_1, \dots, u_K$ of gradient descent, heavy ball or Nesterov.
+    r"""The iterates $u_0, u_1, \dots, u_K$ of gradient descent, heavy ball, Nesterov or QHM.
 
     Runs, for $k = 0, \dots, K-1$,
 
@@ -153,6 +201,16 @@ def iterates(
     with $a = 0$ for ``"hb"`` (Polyak 1964), $a = \beta$ for ``"nag"`` (Nesterov 1983), and
     $\beta = 0$ for ``"gd"``.  The start is from rest, $u_{-1} = u_0$, unless an initial velocity
     $v_0 = u_0 - u_{-1}$ is given.  Iterate $k$ belongs to the time $t_k = k\eta$.
+
+    The library rules (docs/theory.md#library-momentum) run
+
+    $$u_{k+1} = u_k + \beta\,(u_k - u_{k-1}) - \eta\,[c_0\nabla L(u_k) - c_1\nabla L(u_{k-1})]$$
+
+    with the $c_1$ term absent at $k = 0$ (their momentum buffer starts at zero): ``"nesterov"``,
+    $c_0 = 1+\beta$, $c_1 = \beta$, is ``optax.sgd(eta, momentum=beta, nesterov=True)`` and
+    PyTorch's ``SGD(lr=eta, momentum=beta, nesterov=True)``, i.e. the look-ahead sequence of
+    ``"nag"``; ``"qhm"``, $c_0 = 1-\nu\beta$, $c_1 = \beta(1-\nu)$, is quasi-hyperbolic momentum
+    (Ma & Yarats 2019).  ``"hb"`` is ``optax.sgd(eta, momentum=beta)``.
 
     The iteration is a `jax.lax.scan`, compiled once per `(loss, method, tree structure, leaf
     shapes and dtypes, num_steps)`: `eta`, `beta`, `u0` and `v0` are traced, so a sweep over the
@@ -165,14 +223,18 @@ def iterates(
       object should be passed on every call to reuse the compiled iteration.
     - `u0`: the initial parameters, an array or any pytree of arrays (integer leaves are cast to
       float64); a list of numbers such as ``[1.0, 0.7]`` is read as one array.
-    - `method`: ``"gd"``, ``"hb"`` (default) or ``"nag"``.
+    - `method`: ``"gd"``, ``"hb"`` (default), ``"nag"``, ``"nesterov"`` or ``"qhm"``.
     - `beta`: the momentum parameter, $0 \le \beta < 1$ (default 0.5).  For ``"gd"`` it must
       be 0.  The defaults are those of `compare`, so that the iterates it compares with are
       ``iterates(loss, u0, eta=eta, num_steps=K)``.
     - `eta`: the step size (learning rate), finite and $> 0$.
     - `num_steps`: the number $K \ge 1$ of steps.
     - `v0`: the initial velocity $u_0 - u_{-1}$, a pytree like `u0`; ``None`` (default) means
-      from rest.  With ``"gd"`` ($\beta = 0$) it has no effect.
+      from rest.  With ``"gd"`` ($\beta = 0$) it has no effect.  ``"nesterov"`` and ``"qhm"``
+      refuse a non-zero `v0`: their momentum buffer starts at zero, and a velocity
+      $u_0 - u_{-1}$ does not fix their first step, which would also need
+      $\nabla L(u_{-1})$ (docs/theory.md#library-momentum).
+    - `nu`: ν of ``"qhm"``, $0 \le \nu \le 1$ (required there, refused by the other methods).
     - `check_finite`: raise `DivergenceError` if an iterate is NaN or Inf (default).  Pass
       ``False`` to get the non-finite iterates back, e.g. to study where a method diverges.
       Skipped inside `jax.jit`/`jax.vmap`.
@@ -185,6 +247,8 @@ def iterates(
     **Raises:**
 
     `ValueError` if `method` is unknown, `beta` is outside $[0, 1)$ (or nonzero for ``"gd"``),
+    `nu` is outside $[0, 1]$, missing for ``"qhm"`` or given to another method, `v0` is
+    non-zero for ``"nesterov"`` or ``"qhm"``,
     `eta` is not finite and positive, `num_steps` is not a positive int, `u0` or `v0` has NaN or
     Inf, `v0` does not match `u0`, or `loss` is not a JAX function returning a real scalar that
     is finite at `u0` (with a finite gradient, and no index outside `u0`).
@@ -201,6 +265,15 @@ def iterates(
     if eta_value is not None:
         check_positive(eta_value, "eta")
     num_steps = check_count(num_steps, "num_steps")
+    if nu is None:
+        check_nu(None, method)
+        nu_value = None
+    else:
+        nu_value = _check_scalar(nu, "nu")
+        if nu_value is not None:
+            check_nu(nu_value, method)
+        elif method != "qhm":
+            check_nu(nu, method)
 
     u0 = as_float_tree(u0, "u0")
     leaves, treedef = jax.tree_util.tree_flatten(u0)
@@ -223,6 +296,8 @@ def iterates(
                     f"v0 must have the shapes of u0: got {v.shape}, expected {u.shape}"
                 )
         v0 = as_float_tree(jax.tree_util.tree_unflatten(treedef, v_leaves), "v0")
+        if method in _TWO_GRADIENT:
+            _check_zero_velocity(v0, method)
 
     dtype = jnp.result_type(*leaves)
     avals = tuple((x.shape, x.dtype) for x in leaves)
@@ -234,16 +309,30 @@ def iterates(
         v0,
         jnp.asarray(beta, dtype=dtype),
         jnp.asarray(eta, dtype=dtype),
+        jnp.asarray(0.0 if nu is None else nu, dtype=dtype),
         num_steps=num_steps,
     )
     if check_finite and not is_traced(us):
         step = first_non_finite(us)
         if step is not None:
             raise DivergenceError(
-                divergence_message(loss, u0, method, beta_value, eta_value, step, us=us),
+                divergence_message(
+                    loss, u0, method, beta_value, eta_value, step, us=us, nu=nu_value
+                ),
                 step=step,
             )
     return us
+
+
+def _check_zero_velocity(v0: PyTree, method: str) -> None:
+    values = [concrete(x) for x in jax.tree_util.tree_leaves(v0)]
+    if all(v is not None and not np.any(v) for v in values):
+        return
+    raise ValueError(
+        f"v0 must be None (or zero) for method {method!r}: its momentum buffer starts at zero, "
+        "and a velocity u0 - u_(-1) does not define its first step (that would also need the "
+        "gradient at u_(-1)); start from rest, or run the steps already taken"
+    )
 
 
 def first_non_finite(us: PyTree) -> int | None:
@@ -269,7 +358,7 @@ class DivergenceError(RuntimeError):
         self.step = step
 
 
-def stability_limit(method: str, beta: float, curvature: float) -> float:
+def stability_limit(method: str, beta: float, curvature: float, nu: float | None = None) -> float:
     r"""The largest stable step size of `method` on a quadratic with top Hessian eigenvalue $L$.
 
     On $L(u) = \tfrac12 u\cdot Hu$ the iterates decouple along the eigenvectors of $H$; along
@@ -280,18 +369,30 @@ def stability_limit(method: str, beta: float, curvature: float) -> float:
       $0 \le \beta < 1$) iff $0 < h < 2(1+\beta)$;
     - NAG: $z^2 - (1+\beta)(1-h)z + \beta(1-h)$; the Jury conditions give
       $0 < h < 2(1+\beta)/(1+2\beta)$ (the condition $|\beta(1-h)| < 1$ is weaker);
-    - GD: $z - (1 - h)$, stable iff $0 < h < 2$.
+    - GD: $z - (1 - h)$, stable iff $0 < h < 2$;
+    - the library rules, $c_0$ and $c_1$ of docs/theory.md#library-momentum:
+      $z^2 - (1+\beta-c_0h)z + (\beta - c_1h)$.  Jury: $P(1) = (c_0-c_1)h > 0$,
+      $P(-1) = 2(1+\beta) - (c_0+c_1)h > 0$ and $|\beta - c_1h| < 1$, the last one weaker
+      ($h < (1+\beta)/c_1$) for $\beta < 1$.  So $0 < h < 2(1+\beta)/(c_0+c_1)$:
+      $2(1+\beta)/(1+2\beta)$ for Nesterov momentum (as for NAG, whose look-ahead sequence it is)
+      and $2(1+\beta)/(1+\beta-2\nu\beta)$ for QHM.
 
     So the iterates are stable iff $\eta < c/L$ with $c = 2(1+\beta)$ for HB,
-    $2(1+\beta)/(1+2\beta)$ for NAG and $2$ for GD.  For a non-quadratic loss this is a local
-    guide, with $L$ the largest curvature met along the path.
+    $2(1+\beta)/(1+2\beta)$ for NAG and Nesterov momentum, $2(1+\beta)/(1+\beta-2\nu\beta)$
+    for QHM and $2$ for GD.  For a non-quadratic loss this is a local guide, with $L$ the largest
+    curvature met along the path.
 
     **Returns:** $c/L$ (``inf`` if $L \le 0$).
     """
     if method == "gd":
         c = 2.0
-    elif method == "nag":
+    elif method in ("nag", "nesterov"):
         c = 2.0 * (1.0 + beta) / (1.0 + 2.0 * beta)
+    elif method == "qhm":
+        nu_value = check_nu(nu, method)
+        if nu_value is None:  # check_nu refuses a missing nu for qhm; this narrows the type
+            raise ValueError("method 'qhm' needs nu")
+        c = 2.0 * (1.0 + beta) / (1.0 + beta - 2.0 * nu_value * beta)
     else:
         c = 2.0 * (1.0 + beta)
     return c / curvature if curvature > 0 else math.inf
@@ -301,6 +402,8 @@ _LIMIT_FORMULA = {
     "hb": "2(1+beta)/L_max",
     "nag": "2(1+beta)/((1+2 beta) L_max)",
     "gd": "2/L_max",
+    "nesterov": "2(1+beta)/((1+2 beta) L_max)",
+    "qhm": "2(1+beta)/((1+beta-2 nu beta) L_max)",
 }
 
 
@@ -313,6 +416,7 @@ def divergence_message(
     step: int,
     *,
     us: PyTree | None = None,
+    nu: float | None = None,
 ) -> str:
     """Why the iterates diverged at `step`: the loss left its domain, or the stability limit.
 
@@ -326,6 +430,8 @@ def divergence_message(
     head = f"the {method} iterates diverge"
     if eta is not None and beta is not None:
         head += f" for eta={eta:g}, beta={beta:g}"
+        if nu is not None:
+            head += f", nu={nu:g}"
     message = f"{head}: {where}."
     if us is not None and step >= 1:
         nan_at = _nan_loss_step(loss, us, method, beta, step)
@@ -348,9 +454,14 @@ def divergence_message(
             "iteration): the loss curves down there and the iterates can run away along that "
             "direction for any eta; check that the loss is bounded below along the path."
         )
-    if beta is None or not math.isfinite(curvature) or curvature == 0:
+    if (
+        beta is None
+        or (method == "qhm" and nu is None)
+        or not math.isfinite(curvature)
+        or curvature == 0
+    ):
         return message + " Use a smaller eta."
-    limit = stability_limit(method, 0.0 if method == "gd" else beta, curvature)
+    limit = stability_limit(method, 0.0 if method == "gd" else beta, curvature, nu=nu)
     message += (
         f" At u0 the Hessian has |grad^2 L| = L_max ~ {curvature:.4g} (power iteration); on a "
         f"quadratic the {method} iterates are stable only for eta < {_LIMIT_FORMULA[method]}"

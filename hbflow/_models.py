@@ -8,6 +8,7 @@ $t_k = k\eta$, integrated piece by piece over $[k\eta, (k+1)\eta]$.  A model sta
 - `coefficients(method, beta, num_pieces)`: the plain float64 data it needs on each piece
   (a table with one row per piece), computed once on the host and passed traced to the solver,
   so that a sweep over $\eta$ or $\beta$ does not recompile;
+  for ``method="qhm"`` both also take the keyword `nu` (ν of docs/theory.md#library-momentum);
 - `initial_state`, `vector_field`, `position`: the ODE itself, on flat vectors; $g = -\nabla L$
   is passed in as a function.
 
@@ -36,7 +37,7 @@ from ._counter_terms import counter_terms
 from ._custom_types import FlatVector, PyTree, RealScalarLike
 from ._differentials import combine_differentials
 from ._trees import Tree, trees_up_to
-from ._validate import check_beta, check_count, check_method
+from ._validate import check_beta, check_count, check_method, check_nu
 
 __all__ = [
     "AbstractContinuousModel",
@@ -52,9 +53,29 @@ __all__ = [
 ]
 
 
-def _checked(method: str, beta: float) -> tuple[str, float]:
+def _checked(method: str, beta: float, nu: float | None = None) -> tuple[str, float]:
     method = check_method(method)
-    return method, check_beta(beta, method)
+    beta = check_beta(beta, method)
+    check_nu(nu, method)
+    return method, beta
+
+
+def _nu_kw(nu: float | None) -> dict:
+    # ν only reaches the counter terms of the method that has it.
+    return {} if nu is None else {"nu": nu}
+
+
+def _speed(method: str, beta: float, nu: float | None) -> float:
+    r"""$b_\infty(\bullet)$, the speed of the leading field $-b_\infty(\bullet)\nabla L$:
+    $1/(1-\beta)$ for HB and NAG, $(c_0-c_1)/(1-\beta)$ for the library rules (1 for QHM)."""
+    if method == "qhm":
+        return 1.0  # c0 - c1 = 1 - beta exactly
+    return 1.0 / (1.0 - beta)  # nesterov: c0 - c1 = 1
+
+
+def _forcing(method: str, beta: float, nu: float | None) -> float:
+    r"""$c_0 - c_1$: the weight of $\nabla L$ in the second-order models (1 unless QHM)."""
+    return 1.0 - beta if method == "qhm" else 1.0
 
 
 def _empty_table(num_pieces: int) -> np.ndarray:
@@ -75,12 +96,15 @@ class AbstractContinuousModel(eqx.Module):
     name: AbstractClassVar[str]
 
     @abc.abstractmethod
-    def order(self, method: str, beta: float) -> int:
+    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
         r"""Expected global order $p$: $\max_{k\le T/\eta}\|u(t_k) - u_k\| = O(\eta^p)$ against
-        the iterates from rest of `method` with momentum `beta`, on a fixed horizon."""
+        the iterates from rest of `method` with momentum `beta` (and `nu` for ``"qhm"``), on a
+        fixed horizon."""
 
     @abc.abstractmethod
-    def coefficients(self, method: str, beta: float, num_pieces: int) -> Float[np.ndarray, "k m"]:
+    def coefficients(
+        self, method: str, beta: float, num_pieces: int, *, nu: float | None = None
+    ) -> Float[np.ndarray, "k m"]:
         """Float64 table ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$."""
 
     @abc.abstractmethod
@@ -127,17 +151,19 @@ class GradientFlow(AbstractFirstOrderModel):
 
     The $\beta = 0$, order-1 model: gradient descent is its explicit Euler method, so its global
     error against gradient-descent iterates is $O(\eta)$.  Against momentum iterates it is not
-    consistent (it runs at the wrong speed, $1$ instead of $1/(1-\beta)$): order 0.
+    consistent (it runs at the wrong speed, $1$ instead of $1/(1-\beta)$): order 0.  QHM
+    runs at speed $b_\infty(\bullet) = 1$ for every β and ν (docs/theory.md#library-momentum),
+    so gradient flow is its rescaled gradient flow: order 1.
     """
 
     name: ClassVar[str] = "gf"
 
-    def order(self, method: str, beta: float) -> int:
-        method, beta = _checked(method, beta)
-        return 1 if beta == 0 else 0
+    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+        method, beta = _checked(method, beta, nu)
+        return 1 if beta == 0 or method == "qhm" else 0
 
-    def coefficients(self, method, beta, num_pieces):
-        _checked(method, beta)
+    def coefficients(self, method, beta, num_pieces, *, nu=None):
+        _checked(method, beta, nu)
         return _empty_table(num_pieces)
 
     def vector_field(self, g, t, y, eta, beta, row):
@@ -149,45 +175,57 @@ class RescaledGradientFlow(AbstractFirstOrderModel):
 
     The first result of Kovachki & Stuart (2021, reference under `KovachkiStuartODE`): heavy ball
     (and Nesterov) iterates follow it with $O(\eta)$ global error.  It is memoryless, so started
-    at $u_0$ it misses the transient of the iterates from rest; its order stays 1.
+    at $u_0$ it misses the transient of the iterates from rest; its order stays 1.  For the
+    library rules of docs/theory.md#library-momentum the speed is
+    $b_\infty(\bullet) = (c_0-c_1)/(1-\beta)$: $1/(1-\beta)$ for Nesterov momentum, $1$ for QHM
+    (whose flow is then gradient flow); the coefficient table holds that speed.
     """
 
     name: ClassVar[str] = "rgf"
 
-    def order(self, method: str, beta: float) -> int:
-        _checked(method, beta)
+    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+        _checked(method, beta, nu)
         return 1
 
-    def coefficients(self, method, beta, num_pieces):
-        _checked(method, beta)
-        return _empty_table(num_pieces)
+    def coefficients(self, method, beta, num_pieces, *, nu=None):
+        method, beta = _checked(method, beta, nu)
+        num_pieces = check_count(num_pieces, "num_pieces")
+        return np.full((num_pieces, 1), _speed(method, beta, nu), dtype=np.float64)
 
     def vector_field(self, g, t, y, eta, beta, row):
-        return g(y) / (1 - beta)
+        return g(y) * row[0]
 
 
-def _kovachki_stuart_mass(method: str, beta: float) -> float:
-    if method == "nag":
+def _kovachki_stuart_mass(method: str, beta: float, nu: float | None = None) -> float:
+    r"""$\alpha_m$: $(1+\beta)/2$ for HB, $(1-\beta+2\beta^2)/2$ for NAG, and for the library
+    rules $\alpha_m = (1-\beta)/2 + 1 - c_0(1-\beta)/(c_0-c_1)$ (docs/theory.md#library-momentum):
+    $(1-\beta+2\beta^2)/2$ for Nesterov momentum, $(1-\beta+2\nu\beta)/2$ for QHM."""
+    if method in ("nag", "nesterov"):
         return (1 - beta + 2 * beta**2) / 2
+    if method == "qhm":
+        if nu is None:
+            raise ValueError("method 'qhm' needs nu")
+        return (1 - beta + 2 * nu * beta) / 2
     return (1 + beta) / 2  # hb; gd is beta = 0 for both formulas
 
 
 class _AbstractSecondOrder(AbstractContinuousModel):
-    r"""$\eta\,\mu\,\ddot u + (1-\beta)\dot u + \nabla L(u) = 0$ from rest, with the mass factor
-    $\mu$ in the coefficient table; state $(u, \dot u)$."""
+    r"""$\eta\,\mu\,\ddot u + (1-\beta)\dot u + c\,\nabla L(u) = 0$ from rest, with the mass
+    factor $\mu$ and the weight $c = c_0 - c_1$ of the gradient (1 except for QHM, where it is
+    $1-\beta$) in the coefficient table; state $(u, \dot u)$."""
 
     def initial_state(self, g, u0, eta=None, beta=None, row=None):
         return (u0, jnp.zeros_like(u0))
 
     def vector_field(self, g, t, y, eta, beta, row):
         u, v = y
-        return (v, (g(u) - (1 - beta) * v) / (eta * row[0]))
+        return (v, (row[1] * g(u) - (1 - beta) * v) / (eta * row[0]))
 
     def position(self, y):
         return y[0]
 
-    def order(self, method: str, beta: float) -> int:
-        _checked(method, beta)
+    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+        _checked(method, beta, nu)
         return 1
 
 
@@ -209,6 +247,12 @@ class KovachkiStuartODE(_AbstractSecondOrder):
     transient.  For $\beta = 0$ it is the second-order modified equation of gradient descent, with
     order 1 as well (its next term is missing).
 
+    For the library rules (docs/theory.md#library-momentum) the same requirement fixes the mass:
+    $\eta\alpha_m\ddot u + (1-\beta)\dot u + (c_0-c_1)\nabla L = 0$ with
+    $\alpha_m = (1-\beta)/2 + 1 - c_0(1-\beta)/(c_0-c_1)$, i.e. $(1-\beta+2\beta^2)/2$ for
+    Nesterov momentum (NAG's mass: the look-ahead sequence has the same slow manifold to this
+    order) and $(1-\beta+2\nu\beta)/2$ for QHM, whose gradient weight is $c_0-c_1 = 1-\beta$.
+
     ```bibtex
     @article{kovachki2021continuous,
       author  = {Kovachki, Nikola B. and Stuart, Andrew M.},
@@ -221,10 +265,11 @@ class KovachkiStuartODE(_AbstractSecondOrder):
 
     name: ClassVar[str] = "ks2"
 
-    def coefficients(self, method, beta, num_pieces):
-        method, beta = _checked(method, beta)
+    def coefficients(self, method, beta, num_pieces, *, nu=None):
+        method, beta = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
-        return np.full((num_pieces, 1), _kovachki_stuart_mass(method, beta), dtype=np.float64)
+        row = [_kovachki_stuart_mass(method, beta, nu), _forcing(method, beta, nu)]
+        return np.tile(np.array(row, dtype=np.float64), (num_pieces, 1))
 
 
 class MomentumGradientFlow(_AbstractSecondOrder):
@@ -241,7 +286,10 @@ class MomentumGradientFlow(_AbstractSecondOrder):
     $\beta < 1$ the mass $\lambda$ misplaces the slow manifold at $O(\eta)$ (the steady-state
     first counter term needs $\lambda(1+\beta)/2$), so this model also has order 1 against the
     iterates from rest, with a larger constant than `KovachkiStuartODE`.  Initial velocity 0
-    (from rest), as in the paper.
+    (from rest), as in the paper.  The paper treats momentum gradient descent; for the library
+    rules (docs/theory.md#library-momentum) the gradient gets the weight $c_0 - c_1$ of their
+    leading field, $\eta\ddot u + (1-\beta)\dot u + (c_0-c_1)\nabla L = 0$: for QHM at
+    $\nu = 1$, heavy ball with step $\eta(1-\beta)$, this is the paper's flow of that heavy ball.
 
     ```bibtex
     @inproceedings{papazov2024leveraging,
@@ -255,9 +303,10 @@ class MomentumGradientFlow(_AbstractSecondOrder):
 
     name: ClassVar[str] = "mgf"
 
-    def coefficients(self, method, beta, num_pieces):
-        _checked(method, beta)
-        return np.ones((check_count(num_pieces, "num_pieces"), 1), dtype=np.float64)
+    def coefficients(self, method, beta, num_pieces, *, nu=None):
+        method, beta = _checked(method, beta, nu)
+        row = [1.0, _forcing(method, beta, nu)]
+        return np.tile(np.array(row, dtype=np.float64), (check_count(num_pieces, "num_pieces"), 1))
 
 
 class _AbstractBSeriesFlow(AbstractFirstOrderModel):
@@ -322,14 +371,16 @@ class SteadyStateFlow(_AbstractBSeriesFlow):
     alpha: int
     prefix: ClassVar[str] = "steady"
 
-    def order(self, method: str, beta: float) -> int:
-        method, beta = _checked(method, beta)
-        return int(self.alpha) if beta == 0 else 1
+    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+        method, beta = _checked(method, beta, nu)
+        # QHM at nu = 0 is gradient descent for every beta: no transient either.
+        return int(self.alpha) if beta == 0 or (method == "qhm" and nu == 0) else 1
 
-    def coefficients(self, method, beta, num_pieces):
-        method, beta = _checked(method, beta)
+    def coefficients(self, method, beta, num_pieces, *, nu=None):
+        method, beta = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
-        values = counter_terms(int(self.alpha), method).steady_state_values(beta)
+        ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))
+        values = ct.steady_state_values(beta)
         values = _check_table(values, (len(self.trees),), f"{self.name} steady-state values")
         return np.broadcast_to(values, (num_pieces, len(values))).copy()
 
@@ -345,8 +396,9 @@ class HeavyBallFlow(_AbstractBSeriesFlow):
     on each piece.
     The field changes at every grid time; $u$ is continuous.  Global order $\alpha$ against the
     iterates from rest on a fixed horizon, for $\eta$ small against $(1-\beta)^2/\|\nabla^2L\|$.
-    The same construction serves Nesterov's method and gradient descent (for which $b_k$ is the
-    modified equation of explicit Euler, Miyagawa 2022).
+    The same construction serves Nesterov's method, the library rules of
+    docs/theory.md#library-momentum and gradient descent (for which $b_k$ is the modified
+    equation of explicit Euler, Miyagawa 2022).
 
     ```bibtex
     @inproceedings{lyu2025heavyball,
@@ -367,14 +419,15 @@ class HeavyBallFlow(_AbstractBSeriesFlow):
     alpha: int
     prefix: ClassVar[str] = "hbf"
 
-    def order(self, method: str, beta: float) -> int:
-        _checked(method, beta)
+    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+        _checked(method, beta, nu)
         return int(self.alpha)
 
-    def coefficients(self, method, beta, num_pieces):
-        method, beta = _checked(method, beta)
+    def coefficients(self, method, beta, num_pieces, *, nu=None):
+        method, beta = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
-        table = counter_terms(int(self.alpha), method).coefficient_table(beta, num_pieces)
+        ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))
+        table = ct.coefficient_table(beta, num_pieces)
         return _check_table(table, (num_pieces, len(self.trees)), f"{self.name} b_k table")
 
 

@@ -31,6 +31,9 @@ __all__ = [
     "check_beta",
     "parse_beta",
     "check_after",
+    "METHODS_WITH_NU",
+    "check_nu",
+    "parse_nu",
     "check_count",
     "check_order",
     "check_positive",
@@ -47,8 +50,13 @@ __all__ = [
     "is_traced",
 ]
 
-#: The methods of docs/theory.md#methods: gradient descent, heavy ball, Nesterov.
-METHODS = ("hb", "nag", "gd")
+#: The methods of docs/theory.md#methods: heavy ball, Nesterov's method, gradient descent, and
+#: the library rules of docs/theory.md#library-momentum: Nesterov momentum as optax and PyTorch
+#: run it, and quasi-hyperbolic momentum.
+METHODS = ("hb", "nag", "gd", "nesterov", "qhm")
+
+#: The methods that take the parameter ν (``nu``).
+METHODS_WITH_NU = ("qhm",)
 
 
 def check_method(method: str) -> str:
@@ -65,7 +73,7 @@ def _check_beta_range(value: float | Fraction, given: Any, method: str | None, n
     if method == "gd" and value != 0:
         raise ValueError(
             f"method 'gd' is the case beta = 0, got {name}={given!r}; pass {name}=0 with 'gd', "
-            "or use method 'hb' or 'nag' for momentum"
+            "or use method 'hb', 'nag', 'nesterov' or 'qhm' for momentum"
         )
 
 
@@ -114,6 +122,67 @@ def parse_beta(beta: Any, method: str | None = None, *, name: str = "beta") -> F
     except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         raise ValueError(f"{name} must be a number in [0, 1), got {beta!r}") from None
     _check_beta_range(value, beta, method, name)
+    return value
+
+
+def _nu_required(method: str | None, nu: Any, name: str) -> bool:
+    """Whether `method` takes ν; a `ValueError` if ν is given to one without, or missing."""
+    if method in METHODS_WITH_NU:
+        if nu is None:
+            raise ValueError(
+                f"method {method!r} needs {name}, a number in [0, 1] (e.g. 0.7, the value "
+                "recommended by Ma & Yarats)"
+            )
+        return True
+    if nu is not None:
+        raise ValueError(
+            f"{name} is the parameter of quasi-hyperbolic momentum (method 'qhm'); method "
+            f"{method!r} has no {name}, got {name}={nu!r}"
+        )
+    return False
+
+
+def check_nu(nu: Any, method: str | None, *, name: str = "nu") -> float | None:
+    """ν as a float in $[0, 1]$ for ``qhm``, ``None`` for the other methods.
+
+    **Raises:** `ValueError` naming `name` if ν is outside $[0, 1]$, missing for ``qhm``, or
+    given to a method without it.
+    """
+    if not _nu_required(method, nu, name):
+        return None
+    if isinstance(nu, (bool, bytes)):
+        raise ValueError(f"{name} must be a number in [0, 1], got {nu!r}")
+    try:
+        value = float(nu)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {nu!r}") from None
+    if not (0 <= value <= 1):
+        raise ValueError(f"{name} must be in [0, 1], got {nu!r}")
+    return value
+
+
+def parse_nu(nu: Any, method: str | None, *, name: str = "nu") -> Fraction | None:
+    """ν read exactly, like `parse_beta` reads β (``0.7`` is $7/10$); ``None`` unless ``qhm``.
+
+    **Raises:** `ValueError` naming `name` as `check_nu`.
+    """
+    if not _nu_required(method, nu, name):
+        return None
+    try:
+        if isinstance(nu, bool):
+            raise TypeError
+        if isinstance(nu, float):
+            value = Fraction(repr(nu))
+        elif isinstance(nu, str):
+            value = Fraction(nu.strip())
+        elif hasattr(nu, "p") and hasattr(nu, "q"):  # a sympy Rational
+            value = Fraction(int(nu.p), int(nu.q))
+        else:
+            value = Fraction(nu)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {nu!r}") from None
+    if not (0 <= value <= 1):
+        raise ValueError(f"{name} must be in [0, 1], got {nu!r}")
     return value
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from ._compare import SOLVER_MARGIN, OrderStudy, compare
 from ._custom_types import Loss, PyTree
 from ._models import AbstractContinuousModel, model_from_name
-from ._validate import check_beta, check_method, check_positive
+from ._validate import check_beta, check_method, check_nu, check_positive
 
 __all__ = ["assert_error_order"]
 
@@ -37,6 +37,7 @@ def assert_error_order(
     *,
     method: str = "hb",
     beta: float = 0.5,
+    nu: float | None = None,
     etas: Sequence[float],
     horizon: float | None = None,
     model: str | AbstractContinuousModel = "hbf3",
@@ -57,7 +58,8 @@ def assert_error_order(
 
     **Arguments:**
 
-    - `loss`, `u0`, `method`, `beta`: the problem and the discrete method, as in `compare`.
+    - `loss`, `u0`, `method`, `beta`, `nu`: the problem and the discrete method, as in
+      `compare` (`nu` only for ``"qhm"``).
     - `etas`: at least two sorted step sizes, ideally a geometric sequence small against
       $(1-\beta)^2/\|\nabla^2 L\|$.
     - `horizon`: the fixed horizon $T$, a multiple of every step size.  Default: the multiple
@@ -80,12 +82,13 @@ def assert_error_order(
             raise ValueError(f"assert_error_order sets {key} itself; do not pass {key}=")
     method = check_method(method)
     beta = check_beta(beta, method)
+    nu = check_nu(nu, method)
     if isinstance(model, str):
         model = model_from_name(model)
     if not isinstance(model, AbstractContinuousModel):
         raise ValueError(f"model must be a model name (e.g. 'hbf3') or a model, got {model!r}")
     if expected is None:
-        expected = model.order(method, beta)
+        expected = model.order(method, beta, **({} if nu is None else {"nu": nu}))
     if isinstance(expected, bool) or not isinstance(expected, (int, float, np.number)):
         raise ValueError(f"expected must be a number (the expected order), got {expected!r}")
     check_positive(tol, "tol")
@@ -97,6 +100,7 @@ def assert_error_order(
         u0,
         method=method,
         beta=beta,
+        nu=nu,
         etas=etas,
         horizon=horizon,
         models=[model],

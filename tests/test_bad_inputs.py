@@ -271,23 +271,29 @@ API_CASES = {
     ),
     "solve-model": (lambda: solve(model="rk4"), r"unknown model 'rk4'; valid models"),
     "solve-model-object": (lambda: solve(model=3), r"model must be a continuous model"),
-    "compare-method": (lambda: compare(method="adam"), r"method must be one of hb, nag, gd"),
+    "compare-method": (
+        lambda: compare(method="adam"),
+        r"method must be one of hb, nag, gd, nesterov, qhm",
+    ),
     "iterates-method": (
         lambda: iterates(method="adam"),
-        r"method must be one of hb, nag, gd, got 'adam'",
+        r"method must be one of hb, nag, gd, nesterov, qhm, got 'adam'",
     ),
-    "solve-method": (lambda: solve(method="sgd"), r"method must be one of hb, nag, gd"),
+    "solve-method": (
+        lambda: solve(method="sgd"),
+        r"method must be one of hb, nag, gd, nesterov, qhm",
+    ),
     "counter_terms-method": (
         lambda: hbflow.counter_terms(3, "adam"),
-        r"method must be one of hb, nag, gd, got 'adam'",
+        r"method must be one of hb, nag, gd, nesterov, qhm, got 'adam'",
     ),
     "coefficients_at-method": (
         lambda: hbflow.coefficients_at(2, 1, method="sgd"),
-        r"method must be one of hb, nag, gd",
+        r"method must be one of hb, nag, gd, nesterov, qhm",
     ),
     "model-order-method": (
         lambda: hbflow.RescaledGradientFlow().order("adam", 0.5),
-        r"method must be one of hb, nag, gd",
+        r"method must be one of hb, nag, gd, nesterov, qhm",
     ),
     # other arguments of the entry points
     "compare-max_steps": (lambda: compare(max_steps=0), r"max_steps must be an integer >= 1"),
@@ -481,10 +487,13 @@ CLI_CASES = {
         ["order", "--models", "hbf2,foo"],
         r"unknown model 'foo'; valid models are hbfN and steadyN",
     ),
-    "order-method": (["order", "--method", "sgd"], r"method must be one of hb, nag, gd, got 'sgd'"),
+    "order-method": (
+        ["order", "--method", "sgd"],
+        r"method must be one of hb, nag, gd, nesterov, qhm, got 'sgd'",
+    ),
     "derive-method": (
         ["derive", "--order", "2", "--method", "sgd"],
-        r"method must be one of hb, nag, gd",
+        r"method must be one of hb, nag, gd, nesterov, qhm",
     ),
     "order-format": (
         ["order", "--format", "xml"],

@@ -15,11 +15,11 @@ def test_shipped_files_are_current():
     # Every data file shipped with the package must have been written by this code; otherwise
     # the package would silently re-derive (slowly) on every fresh install.
     shipped = sorted(cache._PACKAGE_DATA.glob("counter_terms_*.json*"))
-    assert {p.name.split("_")[2] for p in shipped} == {"hb", "nag", "gd"}
+    assert {p.name.split("_")[2] for p in shipped} == {"hb", "nag", "gd", "nesterov", "qhm"}
     for path in shipped:
         ct = cache.read_cache(path)  # raises if stale, edited or damaged
         compressed = path.name.endswith(".gz")
-        assert path.name == cache.cache_filename(ct.method, ct.order, compressed=compressed)
+        assert path.name == cache.cache_filename(ct.method, ct.order, ct.nu, compressed=compressed)
 
 
 def test_shipped_file_equals_fresh_derivation():

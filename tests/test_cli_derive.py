@@ -76,7 +76,7 @@ def test_latex_steady_state(capsys):
         (["--order", "0"], "order must be an integer >= 1"),
         (["--order", "2", "--beta", "1"], "beta must be in [0, 1)"),
         (["--order", "2", "--beta", "abc"], "beta must be a number in [0, 1)"),
-        (["--order", "2", "--method", "adam"], "method must be one of hb, nag, gd"),
+        (["--order", "2", "--method", "adam"], "method must be one of hb, nag, gd, nesterov, qhm"),
         (["--order", "2", "--format", "xml"], "format must be one of text, latex, json"),
         (["--order", "2", "--k", "-1"], "k must be an integer >= 0"),
         (["--order", "2", "--method", "gd", "--beta", "0.5"], "method 'gd' is the case beta = 0"),

@@ -101,7 +101,7 @@ def test_user_loss_and_plot(capsys, tmp_path, monkeypatch):
         (["--etas", "0.04,0"], r"--etas: every step size must be a finite number > 0"),
         (["--etas", "0.03", "--horizon", "1"], r"horizon 1 must be a positive integer multiple"),
         (["--models", "hbf2,foo"], r"unknown model 'foo'; valid models are hbfN and steadyN"),
-        (["--method", "sgd"], r"method must be one of hb, nag, gd"),
+        (["--method", "sgd"], r"method must be one of hb, nag, gd, nesterov, qhm"),
         (["--method", "gd", "--beta", "0.5"], r"method 'gd' is the case beta = 0"),
         (["--problem", "nope"], r"--problem must be one of .*himmelblau.*, got 'nope'"),
         (["--format", "xml"], r"--format must be one of text, json, got 'xml'"),

@@ -162,7 +162,7 @@ def test_bad_beta(bad):
 
 
 def test_bad_method_and_k():
-    with pytest.raises(ValueError, match="method must be one of hb, nag, gd"):
+    with pytest.raises(ValueError, match="method must be one of hb, nag, gd, nesterov, qhm"):
         counter_terms(2, "adam")
     with pytest.raises(ValueError, match="k must be an integer >= 0"):
         counter_terms(2).at(-1)

@@ -148,7 +148,7 @@ def _call(**overrides):
 @pytest.mark.parametrize(
     "overrides,match",
     [
-        (dict(method="adam"), r"method must be one of hb, nag, gd, got 'adam'"),
+        (dict(method="adam"), r"method must be one of hb, nag, gd, nesterov, qhm, got 'adam'"),
         (dict(method="HB"), r"method must be one of"),
         (dict(beta=1.0), r"beta must be in \[0, 1\), got 1\.0"),
         (dict(beta=-0.1), r"beta must be in \[0, 1\)"),

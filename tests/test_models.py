@@ -188,7 +188,7 @@ def test_models_are_reexported():
         ({"eta": 0.0}, r"eta must be a finite number > 0"),
         ({"eta": float("nan")}, r"eta must be a finite number > 0"),
         ({"num_pieces": 0}, r"num_pieces must be an integer >= 1"),
-        ({"method": "adam"}, r"method must be one of hb, nag, gd"),
+        ({"method": "adam"}, r"method must be one of hb, nag, gd, nesterov, qhm"),
         ({"method": "gd", "beta": 0.5}, r"method 'gd' is the case beta = 0"),
         ({"rtol": -1.0}, r"rtol must be a finite number > 0"),
     ],

@@ -21,15 +21,19 @@ SETTINGS = {
     "double-well": dict(etas=[0.01, 0.005, 0.0025], horizon=1.0),
 }
 METHODS = [("hb", 0.5), ("nag", 0.5), ("gd", 0.0)]
+# The library rules of docs/theory.md#library-momentum, with their second-order models too.
+LIBRARY = [("nesterov", 0.5, None), ("qhm", 0.5, 0.7)]
+SECOND_ORDER = ("ks2", "mgf")
 _STUDIES = {}
 
 
-def study(problem, method, beta):
-    key = (problem, method, beta)
+def study(problem, method, beta, nu=None):
+    key = (problem, method, beta, nu)
     if key not in _STUDIES:
         p = get_problem(problem)
+        models = HBF + MEMORYLESS + (SECOND_ORDER if method in ("nesterov", "qhm") else ())
         _STUDIES[key] = compare(
-            p.loss, p.u0, method=method, beta=beta, models=HBF + MEMORYLESS, **SETTINGS[problem]
+            p.loss, p.u0, method=method, beta=beta, nu=nu, models=models, **SETTINGS[problem]
         )
     return _STUDIES[key]
 
@@ -66,6 +70,24 @@ def test_memoryless_flows_have_order_one_from_rest(problem, method, beta):
     assert_solver_error_far_below(s, MEMORYLESS)
     # ...while the steady-state flow of order 3 is not better than order 1 in the slope,
     # the piecewise HBF of order 3 is far closer.
+    assert s.models["hbf3"].max_errors[-1] < s.models["steady3"].max_errors[-1] / 20
+
+
+@pytest.mark.parametrize("problem", list(SETTINGS))
+@pytest.mark.parametrize("method,beta,nu", LIBRARY)
+def test_library_rules_orders(problem, method, beta, nu):
+    # HBF alpha has order alpha; the memoryless and second-order models, order 1.
+    s = study(problem, method, beta, nu)
+    for name in HBF:
+        m = s.models[name]
+        assert m.expected_order == int(name[3:])
+        assert abs(m.slope - m.expected_order) <= 0.3, (name, m.slope, m.max_errors)
+        assert np.all(np.diff(m.max_errors) < 0)
+    for name in MEMORYLESS + SECOND_ORDER:
+        m = s.models[name]
+        assert m.expected_order == 1
+        assert abs(m.slope - 1) <= 0.3, (name, m.slope, m.max_errors)
+    assert_solver_error_far_below(s, HBF + MEMORYLESS + SECOND_ORDER)
     assert s.models["hbf3"].max_errors[-1] < s.models["steady3"].max_errors[-1] / 20
 
 
@@ -177,7 +199,7 @@ def quadratic(u):
         ({"horizon": 0.25, "etas": [0.1]}, r"horizon 0.25 must be a positive integer multiple"),
         ({"horizon": -1.0}, r"horizon must be a finite number > 0"),
         ({"models": ["hbf2", "rk4"]}, r"unknown model 'rk4'; valid models are hbfN and steadyN"),
-        ({"method": "adam"}, r"method must be one of hb, nag, gd"),
+        ({"method": "adam"}, r"method must be one of hb, nag, gd, nesterov, qhm"),
         ({"loss": lambda u: u}, r"loss must return a real scalar \(shape \(\)\), got shape \(2,\)"),
         ({"loss": lambda u: jnp.log(u[0] - 2)}, r"loss must be finite at u0"),
         ({"rtol": 0.0}, r"rtol must be a finite number > 0"),

@@ -20,13 +20,14 @@ SHIPPED = sorted((Path(hbflow.__file__).parent / "_data").glob("counter_terms_*.
 
 
 def test_every_method_is_shipped():
-    assert {p.name.split("_")[2] for p in SHIPPED} == {"hb", "nag", "gd"}
+    assert {p.name.split("_")[2] for p in SHIPPED} == {"hb", "nag", "gd", "nesterov", "qhm"}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_file_equals_fresh_per_k_derivation(path):
     shipped = CounterTerms.from_data(json.loads(path.read_text()))
-    assert path.name == f"counter_terms_{shipped.method}_order{shipped.order}.json"
+    nu = "" if shipped.nu is None else f"_nu{shipped.nu.numerator}-{shipped.nu.denominator}"
+    assert path.name == f"counter_terms_{shipped.method}{nu}_order{shipped.order}.json"
     assert shipped.trees == trees_up_to(shipped.order)
     rng = random.Random(f"shipped {path.name}")
     if shipped.method == "gd":
@@ -35,7 +36,7 @@ def test_shipped_file_equals_fresh_per_k_derivation(path):
         beta = Fraction(rng.randint(1, 8), 9)
         k_max = rng.randint(3, 6)
     fresh = coefficients_up_to(
-        shipped.order, k_max, method=shipped.method, beta=beta, as_sympy=False
+        shipped.order, k_max, method=shipped.method, beta=beta, nu=shipped.nu, as_sympy=False
     )
     for k, values in enumerate(fresh):
         at = shipped.at(k, beta=beta, as_sympy=False)
