@@ -109,13 +109,17 @@ def _solve_pieces_for(loss: Callable) -> Callable:
     (static, hashable), as `eqx.filter_jit` would.
     """
 
-    @functools.partial(jax.jit, static_argnums=0)
-    def run(static, dynamic):
+    @functools.partial(jax.jit, static_argnums=(0, 1))
+    def run(static_leaves, static_def, dynamic):
+        static = jax.tree_util.tree_unflatten(static_def, static_leaves)
         return _solve_pieces(*eqx.combine(dynamic, static), loss=loss)
 
     def call(*args):
         dynamic, static = eqx.partition(args, eqx.is_array)
-        return run(static, dynamic)
+        # The static half holds the start's structure (a dict start gives a dict of Nones):
+        # hashed as its tree structure and leaves, as `eqx.filter_jit` does.
+        leaves, treedef = jax.tree_util.tree_flatten(static)
+        return run(tuple(leaves), treedef, dynamic)
 
     return call
 
