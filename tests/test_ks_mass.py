@@ -59,7 +59,9 @@ def iterates_from_rest(method, beta, eta, num_steps):
 @pytest.mark.parametrize("beta", [0.0, 0.3, 0.9])
 def test_mass_is_the_papers(method, beta):
     table = KovachkiStuartODE().coefficients(method, beta, 4)
-    np.testing.assert_allclose(table, PAPER_MASS[method](beta), rtol=1e-15)
+    # column 0: the mass; column 1: the weight c0 - c1 of the gradient, 1 for hb and nag
+    np.testing.assert_allclose(table[:, 0], PAPER_MASS[method](beta), rtol=1e-15)
+    np.testing.assert_array_equal(table[:, 1], 1.0)
 
 
 @pytest.mark.parametrize("method,beta", [("hb", 0.9), ("nag", 0.9), ("hb", 0.5), ("gd", 0.0)])
