@@ -431,8 +431,9 @@ def _structure(tree) -> str:
         keys = ", ".join(f"{k!r}: {tuple(v.shape)}" for k, v in tree.items())
         return f"a dict of {len(tree)} arrays {{{keys}}}"
     leaves = jax.tree_util.tree_leaves(tree)
-    if len(leaves) == 1 and hasattr(tree, "shape"):
-        return f"an array of shape {tuple(tree.shape)}"
+    shape = getattr(tree, "shape", None)
+    if len(leaves) == 1 and shape is not None:
+        return f"an array of shape {tuple(shape)}"
     size = sum(int(x.size) for x in leaves)
     return f"a pytree of {len(leaves)} arrays, {size} numbers"
 

@@ -79,6 +79,7 @@ def _code_of(source: str) -> str:
 def _source_hash() -> str:
     digest = hashlib.sha256()
     for module in (_trees, _bseries, _exppoly, _derive):
+        assert module.__file__ is not None  # package modules are loaded from files
         digest.update(_code_of(Path(module.__file__).read_text(encoding="utf-8")).encode())
     return digest.hexdigest()[:16]
 

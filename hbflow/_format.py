@@ -346,7 +346,7 @@ def _shown(ct: CounterTerms, tree, *, k, beta, steady_state: bool) -> list[tuple
         if value is None:
             return [(0, _factored(*_rf_scaled(exact, scale)))]
         return [(0, _number(scale * exact(value)))]
-    groups: dict[int, dict[int, object]] = {}
+    groups: dict[int, dict[int, RationalFunction]] = {}
     for (j, m), c in terms.items():
         groups.setdefault(j, {})[m] = c
     out = []

@@ -69,7 +69,8 @@ def enable_compilation_cache(enabled: bool | None = None) -> Path | None:
         return None
     import jax
 
-    current = jax.config.jax_compilation_cache_dir
+    # jax sets its options as dynamic attributes of Config, which its stubs do not declare
+    current = jax.config.jax_compilation_cache_dir  # pyright: ignore[reportAttributeAccessIssue]
     if current:  # the user's own choice wins
         return Path(current)
     directory = compilation_cache_dir()

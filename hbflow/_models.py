@@ -489,14 +489,14 @@ class ShiftedSteadyStateFlow(AbstractContinuousModel):
         trees = self.trees
         powers = np.array([t.order for t in trees], dtype=np.float64)
         sigmas = np.array([t.sigma for t in trees], dtype=np.float64)
-        weights = eta**powers * row[len(trees) :] / sigmas
+        weights = jnp.asarray(eta**powers * row[len(trees) :] / sigmas)
         return u0 + combine_differentials(g, trees, weights, u0)
 
     def vector_field(self, g, t, y, eta, beta, row):
         trees = self.trees
         powers = np.array([t.order - 1 for t in trees], dtype=np.float64)
         sigmas = np.array([t.sigma for t in trees], dtype=np.float64)
-        weights = eta**powers * row[: len(trees)] / sigmas
+        weights = jnp.asarray(eta**powers * row[: len(trees)] / sigmas)
         return combine_differentials(g, trees, weights, y)
 
     def position(self, y):

@@ -73,7 +73,9 @@ def _closed_form_iterates(order: int, method: str) -> tuple[ExpPolyRing, Charact
         forcing = E.one
         for child in tree.children:
             if child not in ek:
-                ek[child] = (1 + a) * ak[child] - a * E.shift(ak[child], -1) if a else ak[child]
+                # QBeta * ExpPoly falls back to ExpPoly.__rmul__ (an ExpPoly); pyright cannot follow
+                # NotImplemented. Comments only: this file's code is fingerprinted (SHIFT_VERSION).
+                ek[child] = (1 + a) * ak[child] - a * E.shift(ak[child], -1) if a else ak[child]  # pyright: ignore[reportArgumentType]
             forcing = forcing * ek[child]
         a1 = E.field.one if not tree.children else E.field.zero
         ak[tree] = E.solve_recurrence(forcing, E.field.zero, a1)
@@ -158,7 +160,8 @@ def _derive_shift_gd(order: int) -> dict[Tree, RationalFunction]:
         if values is not None and shifted != values:
             raise ArithmeticError("gd: a_k · exp(-k b_inf) depends on k")
         values = shifted
-    return {t: RationalFunction.from_frac(v) for t, v in values.items()}
+    # values is set: the loop runs for k = 1, 2, 3 (no assert: the code is fingerprinted)
+    return {t: RationalFunction.from_frac(v) for t, v in values.items()}  # pyright: ignore[reportOptionalMemberAccess]
 
 
 class ShiftedStart:

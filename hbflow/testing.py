@@ -218,7 +218,7 @@ def assert_weak_order(
     batch_size: int,
     model: Any = "sme1",
     phi: Any = "mean",
-    expected: float | None = None,
+    expected: int | float | None = None,
     tol: float = 0.3,
     paths: int | str = "exact",
     **compare_kwargs: Any,

@@ -301,6 +301,8 @@ def _exact_phi(phi: str, moments: ExactMoments, problem: FiniteSumProblem) -> np
         return moments.mean
     if phi == "second-moment":
         return moments.second
+    # paths == 'exact' is accepted only for least squares, where this is set
+    assert problem.least_squares is not None
     X, y = problem.least_squares
     q = np.concatenate([X, -y[:, None]], axis=1)
     return 0.5 * np.einsum("ia,kab,ib->k", q, moments.aug, q) / X.shape[0]
@@ -341,7 +343,7 @@ def compare_weak(
     *,
     method: str = "hb",
     beta: float = 0.5,
-    etas: Sequence[float],
+    etas: Sequence[float] | np.ndarray,
     horizon: float,
     batch_size: int,
     models: Sequence[str | StochasticModifiedEquation] = ("sme1",),
@@ -428,6 +430,7 @@ def compare_weak(
             )
             iterate_stats.append({n: (_exact_phi(n, ex, problem), 0.0) for n in names})
         else:
+            assert isinstance(paths, int)  # _check_paths: an int unless 'exact'
             st = iterate_statistics(
                 problem,
                 record,
@@ -468,6 +471,7 @@ def compare_weak(
                 )
                 per_eta.append({n: (_exact_phi(n, ex, problem), 0.0, 0.0) for n in names})
             else:
+                assert isinstance(paths, int)  # _check_paths: an int unless 'exact'
                 values, solver = sde_statistics(
                     model,
                     problem,

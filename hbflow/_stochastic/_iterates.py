@@ -293,6 +293,7 @@ def accumulate_paths(run_chunk: Callable[[jax.Array], PyTree], key, num_paths, c
         mean = jax.tree_util.tree_map(np.asarray, mean)
         m2 = jax.tree_util.tree_map(np.asarray, m2)
         acc = _combine(acc, mean, m2, count)
+    assert acc is not None  # num_paths >= 2, so at least one chunk ran
     n, mean, m2 = acc
     var = jax.tree_util.tree_map(lambda m: m / (n - 1), m2)
     return PathStatistics(mean, var, n)

@@ -24,7 +24,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -118,6 +118,13 @@ class FiniteSumProblem:
     description: str = ""
     source: str = ""
     least_squares: tuple[np.ndarray, np.ndarray] | None = None
+
+    if TYPE_CHECKING:
+        # Derived in __post_init__; declared for the type checker only, so that they stay out of
+        # the dataclass fields (init, repr, replace) at run time.
+        _flat_x0: jax.Array = dataclasses.field(init=False)
+        _unravel: Callable[[jax.Array], PyTree] = dataclasses.field(init=False)
+        _n: int = dataclasses.field(init=False)
 
     def __post_init__(self):
         require_float64("a FiniteSumProblem")

@@ -49,7 +49,6 @@ import numpy as np
 
 from .._counter_terms import counter_terms
 from .._models import (
-    AbstractContinuousModel,
     HeavyBallFlow,
     RescaledGradientFlow,
     SteadyStateFlow,
@@ -85,7 +84,7 @@ class StochasticModifiedEquation(eqx.Module):
       ($s_k = b_k(\bullet)$ on piece $k$).
     """
 
-    drift: AbstractContinuousModel
+    drift: RescaledGradientFlow | SteadyStateFlow | HeavyBallFlow
     diffusion: str = "constant"
 
     def __check_init__(self):
@@ -138,10 +137,11 @@ class StochasticModifiedEquation(eqx.Module):
         def g(x):
             return -problem.grad(x)
 
-        return self.drift.vector_field(g, None, u, eta, beta, row)
+        # the drift models are autonomous: t is not used
+        return self.drift.vector_field(g, 0.0, u, eta, beta, row)
 
 
-def sde_model_from_name(name: str) -> StochasticModifiedEquation:
+def sde_model_from_name(name: str | StochasticModifiedEquation) -> StochasticModifiedEquation:
     """``sme1``, ``sme-steadyN``, ``sme-hbfN`` or ``sme-hbfN-gamma`` ($N \\ge 1$).
 
     **Raises:** `ValueError` listing the valid names.
@@ -183,7 +183,7 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         steps = jax.random.normal(key, (horizon * resolution, *shape), dtype=jnp.float64)
         steps = steps / math.sqrt(resolution)
         values = jnp.concatenate([jnp.zeros((1, *shape)), jnp.cumsum(steps, axis=0)])
-        return cls(values, resolution)
+        return cls(values=values, resolution=resolution)
 
     @property
     def t0(self):
@@ -318,7 +318,7 @@ def sde_statistics(
     num_paths: int,
     substeps: int = DEFAULT_SUBSTEPS,
     chunk_size: int | None = 256,
-    table: np.ndarray | None = None,
+    table: np.ndarray | jax.Array | None = None,
 ) -> tuple[PathStatistics, PathStatistics]:
     r"""Monte Carlo statistics of ``record(u(t_k))``, $k = 0..K$, for the SME `model`.
 
