@@ -185,7 +185,7 @@ def iterates(
     u0: PyTree,
     *,
     method: str = "hb",
-    beta: RealScalarLike = 0.5,
+    beta: Any = 0.5,  # numbers, numeric strings, fractions: the one rule of check_beta
     eta: RealScalarLike,
     num_steps: int,
     v0: PyTree | None = None,

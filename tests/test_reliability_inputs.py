@@ -34,6 +34,7 @@ def _set_up_beta(beta):
         max_steps=16,
         solver_check=False,
         progress=None,
+        nu=None,
     ).beta
 
 

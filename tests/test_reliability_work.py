@@ -51,6 +51,7 @@ def test_many_halving_step_sizes_are_refused_with_the_estimate():
     assert f"{expected_pieces:,} pieces" in message and "GiB" in message
 
 
+@pytest.mark.usefixtures("without_runtime_type_checks")
 def test_allow_large_runs_a_study_above_the_limits(monkeypatch):
     monkeypatch.setitem(WORK_LIMITS, "tree_pieces", 10)
     args = dict(etas=[0.2, 0.1], horizon=0.4, models=["gf"])
