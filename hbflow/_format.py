@@ -23,7 +23,7 @@ from fractions import Fraction
 from flint import fmpq, fmpz_poly
 
 from . import _counter_terms
-from ._counter_terms import CONVENTION, CounterTerms
+from ._counter_terms import CONVENTION, CounterTerms, _stderr_is_terminal
 from ._derive import RationalFunction, parse_beta
 from ._validate import check_count
 
@@ -413,13 +413,6 @@ class _Progress:
             file=sys.stderr,
             flush=True,
         )
-
-
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stream
-        return False
 
 
 def _views(ct, k, beta, steady_state, progress=None):
