@@ -147,15 +147,19 @@ class _Interrupts:
 
     @contextlib.contextmanager
     def installed(self):
+        """Install the handler; the record starts clean and is cleared again on the way out."""
         self.seen = False
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signal handlers can only be set from the main thread
-            return
-        previous = signal.signal(signal.SIGINT, self.handler)
         try:
-            yield
+            if threading.current_thread() is not threading.main_thread():
+                yield  # signal handlers can only be set from the main thread
+                return
+            previous = signal.signal(signal.SIGINT, self.handler)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, previous)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            self.seen = False
 
 
 INTERRUPTS = _Interrupts()
@@ -191,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             code = _fail(str(message))
-        if INTERRUPTS.seen or code == EXIT_INTERRUPTED:
-            print("hbflow: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        return code
+        if INTERRUPTS.seen:
+            code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
+        print("hbflow: interrupted", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

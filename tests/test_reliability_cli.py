@@ -104,14 +104,16 @@ def test_an_interrupt_swallowed_on_its_way_up_still_exits_130(monkeypatch):
 
     monkeypatch.setattr(_cli, "_run_derive", run_and_swallow)
     assert main(["derive", "--order", "1"]) == EXIT_INTERRUPTED
-    # The handler is put back afterwards.
+    # The handler is put back afterwards, and the record is clean for the next run.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not _cli.INTERRUPTS.seen
 
 
 def test_swallowed_interrupt_stops_the_sweep_at_the_next_run(monkeypatch):
     from hbflow._cli_order import _interruptible
 
     report = _interruptible(False)
+    monkeypatch.setattr(_cli.INTERRUPTS, "seen", False)
     report(None)  # no interrupt: nothing happens
     monkeypatch.setattr(_cli.INTERRUPTS, "seen", True)
     with pytest.raises(KeyboardInterrupt):
