@@ -101,8 +101,9 @@ def _result_code(result) -> Array:
 def _solve_pieces_for(loss: Callable) -> Callable:
     """`_solve_pieces` with `loss` fixed, compiled for this loss alone.
 
-    One `jax.jit` per loss (`loss` is a weak stand-in, see `_loss_cache`), held by
-    `_SOLVE_PIECES` while the loss lives and released with it.  Neither a module-level
+    One `jax.jit` per loss (`loss(arrays, u)` is a weak stand-in taking the loss's own arrays
+    first, see `_loss_cache`), held by `_SOLVE_PIECES` while the loss lives and released with
+    it; losses that differ only in their arrays share it.  Neither a module-level
     `eqx.filter_jit` with the loss as a static argument nor one `eqx.filter_jit` per loss would
     do: both keep every loss ever solved, or the arrays its closure holds, in the compilation
     caches of JAX and equinox.  The model and solver are split into arrays (traced) and the rest
@@ -112,7 +113,8 @@ def _solve_pieces_for(loss: Callable) -> Callable:
     @functools.partial(jax.jit, static_argnums=(0, 1))
     def run(static_leaves, static_def, dynamic):
         static = jax.tree_util.tree_unflatten(static_def, static_leaves)
-        return _solve_pieces(*eqx.combine(dynamic, static), loss=loss)
+        loss_arrays, *args = eqx.combine(dynamic, static)
+        return _solve_pieces(*args, loss=functools.partial(loss, loss_arrays))
 
     def call(*args):
         dynamic, static = eqx.partition(args, eqx.is_array)
@@ -183,7 +185,7 @@ def _solve_pieces(
     return xs, codes, steps
 
 
-_SOLVE_PIECES = PerLoss(_solve_pieces_for)
+_SOLVE_PIECES = PerLoss(_solve_pieces_for, compiled=True)
 
 
 def solve_model(

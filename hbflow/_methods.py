@@ -42,6 +42,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable
@@ -60,7 +61,7 @@ from ._validate import (
     as_float_tree,
     check_beta,
     check_count,
-    check_loss_structure,
+    check_loss_structure_once,
     check_loss_values,
     check_method,
     check_nu,
@@ -111,22 +112,25 @@ def _beta_argument(beta: Any, method: str) -> tuple[Any, float | None]:
 def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callable:
     """The jitted iteration for one (loss, method, tree structure, leaf shapes and dtypes).
 
-    Checks once, with `jax.eval_shape`, that `loss` traces to a real scalar at these shapes; the
-    cache makes the check (and the trace) happen once, so sweeps over `eta` and `beta` never
-    retrace.
+    `loss(arrays, u)` takes the loss's own arrays first (see `_loss_cache`), and so does the
+    result; the cache makes the trace happen once, so sweeps over `eta` and `beta` (and over
+    losses that differ only in their arrays) never retrace.
     """
-    example = jax.tree_util.tree_unflatten(
-        treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
-    )
-    check_loss_structure(loss, example, "u0")
-
-    grad = jax.grad(loss)
     if method in _TWO_GRADIENT:
-        return _compiled_two_gradient(grad, method)
+        return _compiled_two_gradient(loss, method)
     lookahead = _LOOKAHEAD[method]
     gd = method == "gd"
 
-    def run(u0: PyTree, v0: PyTree, beta: jax.Array, eta: jax.Array, nu: jax.Array, num_steps: int):
+    def run(
+        loss_arrays: Any,
+        u0: PyTree,
+        v0: PyTree,
+        beta: jax.Array,
+        eta: jax.Array,
+        nu: jax.Array,
+        num_steps: int,
+    ):
+        grad = jax.grad(functools.partial(loss, loss_arrays))
         if gd:
             beta = jnp.zeros_like(beta)
         a = lookahead * beta
@@ -147,17 +151,26 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
     return jax.jit(run, static_argnames="num_steps")
 
 
-# Kept while the loss is alive, dropped with it (an unhashable loss compiles per call).
-_COMPILED = PerLoss(_compiled)
+# Kept while the loss is alive, dropped with it (see _loss_cache).
+_COMPILED = PerLoss(_compiled, compiled=True)
 
 
-def _compiled_two_gradient(grad: Callable, method: str) -> Callable:
+def _compiled_two_gradient(loss: Callable, method: str) -> Callable:
     r"""The library rules as a scan over $(u_k, z_k)$ with $z_k = \beta(u_k - u_{k-1}) +
     \eta c_1\nabla L(u_{k-1})$, the part of the next step already known: then
     $u_{k+1} = u_k + z_k - \eta c_0 \nabla L(u_k)$, and $z_0 = 0$ is the buffer that starts at
     zero (no $c_1$ term at $k = 0$)."""
 
-    def run(u0: PyTree, v0: PyTree, beta: jax.Array, eta: jax.Array, nu: jax.Array, num_steps: int):
+    def run(
+        loss_arrays: Any,
+        u0: PyTree,
+        v0: PyTree,
+        beta: jax.Array,
+        eta: jax.Array,
+        nu: jax.Array,
+        num_steps: int,
+    ):
+        grad = jax.grad(functools.partial(loss, loss_arrays))
         if method == "nesterov":
             c0, c1 = 1 + beta, beta
         else:
@@ -301,6 +314,7 @@ def iterates(
 
     dtype = jnp.result_type(*leaves)
     avals = tuple((x.shape, x.dtype) for x in leaves)
+    check_loss_structure_once(loss, treedef, avals, "u0")
     run = _COMPILED(loss, method, treedef, avals)
     if not is_traced(u0):
         check_loss_values(loss, u0, name="u0")
@@ -505,9 +519,10 @@ def _nan_loss_step(
 def _hessian_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) -> Callable:
     example = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s) for s in shapes])
     _, unravel = ravel_pytree(example)
-    grad = jax.grad(lambda x: loss(unravel(x)))
 
-    def top_at(x, v):
+    def top_at(loss_arrays, x, v):
+        grad = jax.grad(lambda y: loss(loss_arrays, unravel(y)))
+
         def hvp(w):
             return jax.jvp(grad, (x,), (w,))[1]
 
@@ -519,10 +534,10 @@ def _hessian_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) ->
         hw = hvp(w)
         return jnp.linalg.norm(hw), w @ hw  # |H| and the sign-carrying Rayleigh quotient
 
-    return jax.jit(jax.vmap(top_at))
+    return jax.jit(jax.vmap(top_at, in_axes=(None, 0, 0)))
 
 
-_HESSIAN_FN = PerLoss(_hessian_fn)
+_HESSIAN_FN = PerLoss(_hessian_fn, compiled=True)
 
 
 def hessian_estimates(

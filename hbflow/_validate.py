@@ -11,6 +11,7 @@ traceback.  Checks on values are skipped when the value is traced (inside `jax.j
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from fractions import Fraction
@@ -465,11 +466,14 @@ def _checked_value_and_grad(loss: Callable) -> Callable:
 
 
 def _jitted_checked_value_and_grad(loss: Callable, treedef: Any, avals: tuple) -> Callable:
-    return jax.jit(_checked_value_and_grad(loss))
+    def checked(loss_arrays, u):
+        return _checked_value_and_grad(functools.partial(loss, loss_arrays))(u)
+
+    return jax.jit(checked)
 
 
 # Per loss, released with it (see _loss_cache); the key fixes the shapes the jit traces.
-_CHECKED_VALUE_AND_GRAD = PerLoss(_jitted_checked_value_and_grad)
+_CHECKED_VALUE_AND_GRAD = PerLoss(_jitted_checked_value_and_grad, compiled=True)
 
 
 def check_loss(loss: Callable, u0: PyTree, *, name: str = "u0", float64: bool = False) -> None:
@@ -482,7 +486,7 @@ def check_loss(loss: Callable, u0: PyTree, *, name: str = "u0", float64: bool = 
     """
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     avals = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
-    _STRUCTURE_CHECKED(loss, treedef, avals, name)
+    check_loss_structure_once(loss, treedef, avals, name)
     if float64:
         _PRECISION_CHECKED(loss, treedef, avals)
     if not is_traced(u0):
@@ -500,6 +504,11 @@ def _check_loss_structure_once(loss: Callable, treedef: Any, avals: tuple, name:
 # A loss passes the structure check once per tree structure and shapes (failures raise and are
 # not kept).
 _STRUCTURE_CHECKED = PerLoss(_check_loss_structure_once)
+
+
+def check_loss_structure_once(loss: Callable, treedef: Any, avals: tuple, name: str) -> None:
+    """`check_loss_structure` at the leaf shapes and dtypes `avals`, once per loss and shapes."""
+    _STRUCTURE_CHECKED(loss, treedef, avals, name)
 
 
 def _low_precision_dtypes(jaxpr: Any) -> set[str]:

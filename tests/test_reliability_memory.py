@@ -7,6 +7,7 @@ the loss is dropped, neither the loss nor its array may stay alive.
 import gc
 import weakref
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,3 +126,65 @@ def test_weak_stand_in_calls_the_loss_and_does_not_keep_it():
         pass
     else:
         raise AssertionError("the stand-in kept the loss alive")
+
+
+class _ModuleLoss(eqx.Module):
+    # A loss that is a pytree holding arrays, as a notebook writes one per kappa or per seed.
+    q: jax.Array
+
+    def __call__(self, u):
+        return 0.5 * jnp.sum(self.q * u * u)
+
+
+def test_module_losses_share_one_compilation_and_use_their_own_arrays():
+    built = []
+
+    def build(loss, key):
+        built.append(key)
+        return jax.jit(lambda arrays, u: jax.grad(lambda x: loss(arrays, x))(u))
+
+    cache = PerLoss(build, compiled=True)
+    u = jnp.array([1.0, 1.0])
+    for q in ([1.0, 2.0], [3.0, 5.0], [7.0, 11.0]):
+        grad = cache(_ModuleLoss(jnp.array(q)), "shape")
+        np.testing.assert_array_equal(np.asarray(grad(u)), q)  # the arrays of this loss
+    assert built == ["shape"]
+    # Another class, or arrays of another shape, is another entry.
+    cache(_ModuleLoss(jnp.ones(3)), "shape")
+    assert built == ["shape", "shape"]
+
+
+def test_iterates_of_module_losses_follow_each_loss():
+    # Heavy ball on L = q u^2 / 2 per coordinate: u_{k+1} = (1 + beta - eta q) u_k - beta u_{k-1}.
+    u0 = jnp.array([1.0, -0.5])
+    for q in ([1.0, 4.0], [2.0, 9.0]):
+        us = np.asarray(
+            hbflow.iterates(_ModuleLoss(jnp.array(q)), u0, beta=0.5, eta=0.1, num_steps=6)
+        )
+        expected = [np.asarray(u0), np.asarray(u0) * (1 - 0.1 * np.array(q))]
+        for _ in range(5):
+            expected.append((1.5 - 0.1 * np.array(q)) * expected[-1] - 0.5 * expected[-2])
+        np.testing.assert_allclose(us, np.array(expected), rtol=1e-14, atol=1e-15)
+
+
+def test_module_losses_are_released():
+    before = _big_arrays()
+    u0 = jnp.array([1.0, 0.5])
+    refs = []
+    for seed in range(3):
+        data = jnp.asarray(np.random.default_rng(seed).standard_normal(BIG))
+        loss = _BigModuleLoss(data)
+        refs.append(weakref.ref(data))
+        study = hbflow.compare(loss, u0, etas=[0.2, 0.1], horizon=0.4, models=["gf", "hbf2"])
+        assert study.complete
+        del loss, data, study
+    gc.collect()
+    assert [r() for r in refs] == [None] * 3
+    assert _big_arrays() <= before
+
+
+class _BigModuleLoss(eqx.Module):
+    data: jax.Array
+
+    def __call__(self, u):
+        return 0.5 * jnp.sum(u**2) + 1e-12 * self.data[0] * u[0]
