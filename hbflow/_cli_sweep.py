@@ -16,6 +16,7 @@ from ._cli_order import (
     _load_loss,
     _stderr_is_terminal,
 )
+from ._validate import check_count
 
 __all__ = ["add_sweep_parser", "run_sweep"]
 
@@ -141,8 +142,8 @@ def _inputs(args: argparse.Namespace) -> dict:
     rtol, atol = _float(args.rtol, "rtol"), _float(args.atol, "atol")
     if rtol <= 0 or atol <= 0:
         raise ValueError("--rtol and --atol must be > 0")
-    max_steps = _int(args.max_steps, "max-steps")
-    chunk_size = _int(args.chunk_size, "chunk-size")
+    max_steps = check_count(_int(args.max_steps, "max-steps"), "--max-steps")
+    chunk_size = check_count(_int(args.chunk_size, "chunk-size"), "--chunk-size")
 
     data = {}
     if args.loss:

@@ -48,7 +48,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
-from ._custom_types import Loss, PyTree
+from ._custom_types import Loss, PyTree, RealScalarLike
 from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _check_solver, _solve
 from ._methods import (
     divergence_message,
@@ -67,6 +67,7 @@ from ._validate import (
     check_method,
     check_nu,
     check_positive,
+    check_progress,
     horizon_hint,
     require_float64,
 )
@@ -262,22 +263,29 @@ class OrderStudy:
             )
         lam_row = ["lambda", "", *[f"{x:.3g}" for x in self.lambdas], "", "", ""]
         lamh_row = ["lambda|H|", "", *[f"{x:.3g}" for x in self.lambda_h], "", "", ""]
-        table = [header, *rows, lam_row, lamh_row]
-        widths = [max(len(r[i]) for r in table) for i in range(len(header))]
         lines = [head, f"{_window_text(self.after, self.horizon)} against the iterates from rest:"]
-        for j, r in enumerate(table):
-            lines.append(
-                "  ".join(
-                    c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
-                ).rstrip()
-            )
-            if j == 0:
-                lines.append("  ".join("-" * w for w in widths))
+        lines += aligned([header, *rows, lam_row, lamh_row])
         lines.extend(_layer_lines(self))
         lines.extend(f"warning: {w}" for w in self.warnings)
         for f in self.failures:
             lines.append(f"failed: eta={f.eta:g} {f.model or 'iterates'}: {f.message}")
         return "\n".join(lines)
+
+
+def aligned(table: list[list[str]]) -> list[str]:
+    """The rows of `table` as lines: first column left-aligned, the others right-aligned, and
+    a rule of dashes under the first row (the header)."""
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = []
+    for j, r in enumerate(table):
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+            ).rstrip()
+        )
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
 
 
 class OrderStudyError(RuntimeError):
@@ -431,16 +439,6 @@ def _check_etas(etas, horizon: float) -> tuple[np.ndarray, list[int]]:
 _HORIZON_RTOL = 1e-9
 
 
-def _report(progress) -> Callable[[Progress], Any] | None:
-    if progress is None or progress is False:
-        return None
-    if progress is True:
-        return _print_progress
-    if callable(progress):
-        return progress
-    raise ValueError(f"progress must be a bool or a callable, got {progress!r}")
-
-
 def _print_progress(p: Progress) -> None:
     width = len(str(p.total))
     status = "  FAILED" if p.failed else ""
@@ -586,8 +584,8 @@ def compare(
     u0: PyTree,
     *,
     method: str = "hb",
-    beta: float = 0.5,
-    nu: float | None = None,
+    beta: RealScalarLike = 0.5,
+    nu: RealScalarLike | None = None,
     etas: Sequence[float],
     horizon: float,
     models: Sequence[str | AbstractContinuousModel] = ("hbf1", "hbf2", "hbf3", "rgf"),
@@ -743,7 +741,7 @@ def _set_up(
     solver = _check_solver(solver)
     if not isinstance(solver_check, (bool, np.bool_)):
         raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
-    report = _report(progress)
+    report = check_progress(progress, _print_progress)
     u0 = as_float_tree(u0, "u0", float64=True)
     # Before anything is compiled: a huge request is refused at once.
     _check_work(estimate_work(etas, horizon, model_list, u0, solver_check), allow_large)

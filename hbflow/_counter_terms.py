@@ -34,6 +34,7 @@ import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sympy
@@ -267,17 +268,7 @@ class CounterTerms:
 
         **Raises:** `ValueError` for anything else, including a single edited number.
         """
-        if not isinstance(data, dict):
-            raise ValueError(f"not a counter-terms file (a JSON {type(data).__name__})")
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"not a counter-terms file (format {data.get('format')!r})")
-        if data.get("derivation_version") != DERIVATION_VERSION:
-            raise ValueError(
-                f"written by derivation version {data.get('derivation_version')!r}, "
-                f"this code is {DERIVATION_VERSION!r}"
-            )
-        if data.get("checksum") != _checksum(data):
-            raise ValueError("checksum mismatch: the file was edited or damaged")
+        check_file_data(data, "counter-terms", _FORMAT, DERIVATION_VERSION)
         terms = {}
         for entry in data["trees"]:
             tree = Tree.from_level_sequence(entry["tree"])
@@ -520,6 +511,24 @@ def cache_filename(
     method: str, order: int, nu: Fraction | None = None, *, compressed: bool = False
 ) -> str:
     return f"{_cache_stem(method, nu)}_order{order}.json" + (".gz" if compressed else "")
+
+
+def check_file_data(data: Any, kind: str, format: str, version: str) -> None:
+    """Check a cache file's object: its format, the derivation version and the checksum.
+
+    **Raises:** `ValueError` saying what does not match, including a single edited number.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"not a {kind} file (a JSON {type(data).__name__})")
+    if data.get("format") != format:
+        raise ValueError(f"not a {kind} file (format {data.get('format')!r})")
+    if data.get("derivation_version") != version:
+        raise ValueError(
+            f"written by derivation version {data.get('derivation_version')!r}, "
+            f"this code is {version!r}"
+        )
+    if data.get("checksum") != _checksum(data):
+        raise ValueError("checksum mismatch: the file was edited or damaged")
 
 
 def _checksum(data: dict) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
-from ._custom_types import PyTree
+from ._custom_types import PyTree, RealScalarLike
 from ._differentials import gradient_field
 from ._loss_cache import PerLoss
 from ._models import AbstractContinuousModel, model_from_name
@@ -148,7 +148,44 @@ def _solve_pieces(
     loss: Callable,
 ):
     g, x0, _ = gradient_field(loss, u0)
-    term = diffrax.ODETerm(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
+    return solve_pieces(
+        model, solver, max_steps, g, x0, eta, beta, table, num_pieces, num_pieces, rtol, atol
+    )
+
+
+def solve_pieces(
+    model: AbstractContinuousModel,
+    solver: diffrax.AbstractSolver,
+    max_steps: int,
+    g: Callable,
+    x0: Array,
+    eta: Array,
+    beta: Array,
+    table: Array,
+    num_pieces: Array,
+    scanned_pieces: Array,
+    rtol: Array,
+    atol: Array,
+):
+    r"""Solve `model` piece by piece, $[k\eta, (k+1)\eta]$ with row $k$ of `table`, from `x0`.
+
+    The scan runs over every row of `table`.  Pieces $k \ge$ `scanned_pieces` are skipped by a
+    `jax.lax.cond` and cost nothing, as long as `scanned_pieces` is not batched (under
+    `jax.vmap` a batched predicate makes the cond run both branches).  Pieces
+    `num_pieces` $\le k <$ `scanned_pieces` are solved over the empty interval
+    $[k\eta, k\eta]$, which leaves the state unchanged: that is how points of a batch with
+    different numbers of pieces share one scan.
+
+    **Returns:** the model's positions at $t_0, \dots$ (the first is the model's own position at
+    $t = 0$: a shifted start is not $u_0$), the solver's result code and its accepted steps on
+    each piece.
+    """
+    # Batched from the start under vmap (adding an exact zero): vmap then batches the loops'
+    # bodies once, instead of again after finding that their carries become batched.
+    x0 = x0 + 0.0 * eta
+    # Traced once: diffrax evaluates the field at every stage of the solver (and more).
+    field = jax.jit(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
+    term = diffrax.ODETerm(field)
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
     y0 = model.initial_state(g, x0, eta, beta, table[0])
 
@@ -156,11 +193,12 @@ def _solve_pieces(
         k, row = inputs
 
         def solve(y):
+            t0 = k * eta
             sol = _diffeqsolve(
                 term,
                 solver,
-                k * eta,
-                (k + 1) * eta,
+                t0,
+                jnp.where(k < num_pieces, (k + 1) * eta, t0),
                 None,
                 y,
                 args=row,
@@ -175,12 +213,11 @@ def _solve_pieces(
         def skip(y):
             return y, jnp.array(_OK), jnp.array(0, dtype=jnp.int64)
 
-        y1, code, steps = jax.lax.cond(k < num_pieces, solve, skip, y)
+        y1, code, steps = jax.lax.cond(k < scanned_pieces, solve, skip, y)
         return y1, (model.position(y1), code.astype(jnp.int32), steps.astype(jnp.int64))
 
     ks = jnp.arange(table.shape[0], dtype=eta.dtype)
     _, (xs, codes, steps) = jax.lax.scan(piece, y0, (ks, table))
-    # The model's own position at t = 0: a shifted start is not u0.
     xs = jnp.concatenate([model.position(y0)[None], xs])
     return xs, codes, steps
 
@@ -194,7 +231,7 @@ def solve_model(
     u0: PyTree,
     *,
     method: str,
-    beta: float,
+    beta: RealScalarLike,
     eta: float,
     num_pieces: int,
     rtol: float = DEFAULT_RTOL,
@@ -203,7 +240,7 @@ def solve_model(
     max_steps: int = 4096,
     max_pieces: int | None = None,
     table: np.ndarray | None = None,
-    nu: float | None = None,
+    nu: RealScalarLike | None = None,
 ) -> ModelSolution:
     r"""Solve `model` from $u(0) = u_0$ on $[0, K\eta]$ and return $u$ at every $t_k = k\eta$.
 
@@ -321,10 +358,34 @@ def _solve(
     steps = np.asarray(steps)[:num_pieces]
     seconds = time.perf_counter() - start
 
-    name = model.name
+    found = solve_failure(model.name, eta, beta, xs, codes, max_steps, rtol, atol)
+    if found is not None:
+        message, k = found
+        raise SolveError(message, model=model.name, piece=k, eta=eta, beta=beta)
+    _, unravel = ravel_pytree(u0)
+    us = jax.vmap(unravel)(jnp.asarray(xs))
+    ts = np.arange(num_pieces + 1) * eta
+    return ModelSolution(us=us, ts=ts, num_steps=steps, seconds=seconds)
+
+
+def solve_failure(
+    name: str,
+    eta: float,
+    beta: float,
+    xs: np.ndarray,
+    codes: np.ndarray,
+    max_steps: int,
+    rtol: float,
+    atol: float,
+) -> tuple[str, int] | None:
+    """What went wrong in a piecewise solve, and on which piece; None if nothing did.
+
+    `xs` are the positions at $t_0, \dots, t_K$ (flat, one row each) and `codes` the solver's
+    result code on each piece.  A piece that ends non-finite is reported before a later solver
+    failure it causes.
+    """
     failed = np.flatnonzero(codes != _OK)
     bad = ~np.all(np.isfinite(xs), axis=1)
-    # A piece that ends non-finite is reported before a later solver failure it causes.
     first_bad = int(np.flatnonzero(bad)[0]) - 1 if bad.any() else None
     if failed.size and (first_bad is None or int(failed[0]) <= first_bad):
         k = int(failed[0])
@@ -342,31 +403,22 @@ def _solve(
                 f"or use a smaller eta (the field of {name} is large or stiff where "
                 "eta*|grad^2 L|/(1-beta)^2 is not small)"
             )
-        raise SolveError(
+        return (
             f"model {name}: the solve failed on piece k={k} (t in [{k * eta:.6g}, "
             f"{(k + 1) * eta:.6g}]) with eta={eta:g}, beta={beta:g}: {reason}. What to change: "
             f"{advice}",
-            model=name,
-            piece=k,
-            eta=eta,
-            beta=beta,
+            k,
         )
     if first_bad is not None:
         k = first_bad
-        raise SolveError(
+        return (
             f"model {name}: the solution is not finite at t_{k + 1} = {(k + 1) * eta:.6g} (end "
             f"of piece k={k}); the flow blows up for eta={eta:g}, beta={beta:g}. What to "
             "change: a shorter horizon, a smaller eta, or a lower-order model (the counter "
             "terms of order N grow like (eta*|grad^2 L|/(1-beta)^2)^(N-1))",
-            model=name,
-            piece=k,
-            eta=eta,
-            beta=beta,
+            k,
         )
-    _, unravel = ravel_pytree(u0)
-    us = jax.vmap(unravel)(jnp.asarray(xs))
-    ts = np.arange(num_pieces + 1) * eta
-    return ModelSolution(us=us, ts=ts, num_steps=steps, seconds=seconds)
+    return None
 
 
 def _check_solver(solver):

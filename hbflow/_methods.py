@@ -116,10 +116,7 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
     result; the cache makes the trace happen once, so sweeps over `eta` and `beta` (and over
     losses that differ only in their arrays) never retrace.
     """
-    if method in _TWO_GRADIENT:
-        return _compiled_two_gradient(loss, method)
-    lookahead = _LOOKAHEAD[method]
-    gd = method == "gd"
+    make_step = _two_gradient_step if method in _TWO_GRADIENT else _lookahead_step
 
     def run(
         loss_arrays: Any,
@@ -131,20 +128,7 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
         num_steps: int,
     ):
         grad = jax.grad(functools.partial(loss, loss_arrays))
-        if gd:
-            beta = jnp.zeros_like(beta)
-        a = lookahead * beta
-
-        def step(carry, _):
-            u, v = carry
-            y = jax.tree_util.tree_map(lambda ui, vi: ui + (a * vi).astype(ui.dtype), u, v)
-            g = grad(y)
-            v_new = jax.tree_util.tree_map(
-                lambda vi, gi: (beta * vi - eta * gi).astype(vi.dtype), v, g
-            )
-            u_new = jax.tree_util.tree_map(operator.add, u, v_new)
-            return (u_new, v_new), u_new
-
+        step = make_step(method, grad, beta, eta, nu)
         _, us = jax.lax.scan(step, (u0, v0), None, length=num_steps)
         return jax.tree_util.tree_map(lambda x0, xs: jnp.concatenate([x0[None], xs]), u0, us)
 
@@ -155,42 +139,46 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
 _COMPILED = PerLoss(_compiled, compiled=True)
 
 
-def _compiled_two_gradient(loss: Callable, method: str) -> Callable:
-    r"""The library rules as a scan over $(u_k, z_k)$ with $z_k = \beta(u_k - u_{k-1}) +
+def _lookahead_step(method: str, grad: Callable, beta, eta, nu) -> Callable:
+    r"""One step of hb, nag or gd on $(u_k, v_k = u_k - u_{k-1})$: the gradient at the
+    look-ahead point $u_k + a v_k$, $v_{k+1} = \beta v_k - \eta\nabla L$."""
+    if method == "gd":
+        beta = jnp.zeros_like(beta)
+    a = _LOOKAHEAD[method] * beta
+
+    def step(carry, _):
+        u, v = carry
+        y = jax.tree_util.tree_map(lambda ui, vi: ui + (a * vi).astype(ui.dtype), u, v)
+        g = grad(y)
+        v_new = jax.tree_util.tree_map(lambda vi, gi: (beta * vi - eta * gi).astype(vi.dtype), v, g)
+        u_new = jax.tree_util.tree_map(operator.add, u, v_new)
+        return (u_new, v_new), u_new
+
+    return step
+
+
+def _two_gradient_step(method: str, grad: Callable, beta, eta, nu) -> Callable:
+    r"""One step of the library rules on $(u_k, z_k)$ with $z_k = \beta(u_k - u_{k-1}) +
     \eta c_1\nabla L(u_{k-1})$, the part of the next step already known: then
     $u_{k+1} = u_k + z_k - \eta c_0 \nabla L(u_k)$, and $z_0 = 0$ is the buffer that starts at
     zero (no $c_1$ term at $k = 0$)."""
+    if method == "nesterov":
+        c0, c1 = 1 + beta, beta
+    else:
+        c0, c1 = 1 - nu * beta, beta * (1 - nu)
 
-    def run(
-        loss_arrays: Any,
-        u0: PyTree,
-        v0: PyTree,
-        beta: jax.Array,
-        eta: jax.Array,
-        nu: jax.Array,
-        num_steps: int,
-    ):
-        grad = jax.grad(functools.partial(loss, loss_arrays))
-        if method == "nesterov":
-            c0, c1 = 1 + beta, beta
-        else:
-            c0, c1 = 1 - nu * beta, beta * (1 - nu)
+    def step(carry, _):
+        u, z = carry
+        g = grad(u)
+        u_new = jax.tree_util.tree_map(
+            lambda ui, zi, gi: ui + (zi - eta * c0 * gi).astype(ui.dtype), u, z, g
+        )
+        z_new = jax.tree_util.tree_map(
+            lambda un, ui, gi: (beta * (un - ui) + eta * c1 * gi).astype(ui.dtype), u_new, u, g
+        )
+        return (u_new, z_new), u_new
 
-        def step(carry, _):
-            u, z = carry
-            g = grad(u)
-            u_new = jax.tree_util.tree_map(
-                lambda ui, zi, gi: ui + (zi - eta * c0 * gi).astype(ui.dtype), u, z, g
-            )
-            z_new = jax.tree_util.tree_map(
-                lambda un, ui, gi: (beta * (un - ui) + eta * c1 * gi).astype(ui.dtype), u_new, u, g
-            )
-            return (u_new, z_new), u_new
-
-        _, us = jax.lax.scan(step, (u0, v0), None, length=num_steps)
-        return jax.tree_util.tree_map(lambda x0, xs: jnp.concatenate([x0[None], xs]), u0, us)
-
-    return jax.jit(run, static_argnames="num_steps")
+    return step
 
 
 def iterates(
@@ -372,7 +360,9 @@ class DivergenceError(RuntimeError):
         self.step = step
 
 
-def stability_limit(method: str, beta: float, curvature: float, nu: float | None = None) -> float:
+def stability_limit(
+    method: str, beta: RealScalarLike, curvature: float, nu: RealScalarLike | None = None
+) -> float:
     r"""The largest stable step size of `method` on a quadratic with top Hessian eigenvalue $L$.
 
     On $L(u) = \tfrac12 u\cdot Hu$ the iterates decouple along the eigenvectors of $H$; along
@@ -430,7 +420,7 @@ def divergence_message(
     step: int,
     *,
     us: PyTree | None = None,
-    nu: float | None = None,
+    nu: RealScalarLike | None = None,
 ) -> str:
     """Why the iterates diverged at `step`: the loss left its domain, or the stability limit.
 

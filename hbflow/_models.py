@@ -53,19 +53,21 @@ __all__ = [
 ]
 
 
-def _checked(method: str, beta: float, nu: float | None = None) -> tuple[str, float]:
+def _checked(
+    method: str, beta: RealScalarLike, nu: RealScalarLike | None = None
+) -> tuple[str, float]:
     method = check_method(method)
     beta = check_beta(beta, method)
     check_nu(nu, method)
     return method, beta
 
 
-def _nu_kw(nu: float | None) -> dict:
+def _nu_kw(nu: RealScalarLike | None) -> dict:
     # ν only reaches the counter terms of the method that has it.
     return {} if nu is None else {"nu": nu}
 
 
-def _speed(method: str, beta: float, nu: float | None) -> float:
+def _speed(method: str, beta: RealScalarLike, nu: RealScalarLike | None) -> float:
     r"""$b_\infty(\bullet)$, the speed of the leading field $-b_\infty(\bullet)\nabla L$:
     $1/(1-\beta)$ for HB and NAG, $(c_0-c_1)/(1-\beta)$ for the library rules (1 for QHM)."""
     if method == "qhm":
@@ -73,7 +75,7 @@ def _speed(method: str, beta: float, nu: float | None) -> float:
     return 1.0 / (1.0 - beta)  # nesterov: c0 - c1 = 1
 
 
-def _forcing(method: str, beta: float, nu: float | None) -> float:
+def _forcing(method: str, beta: RealScalarLike, nu: RealScalarLike | None) -> float:
     r"""$c_0 - c_1$: the weight of $\nabla L$ in the second-order models (1 unless QHM)."""
     return 1.0 - beta if method == "qhm" else 1.0
 
@@ -96,14 +98,19 @@ class AbstractContinuousModel(eqx.Module):
     name: AbstractClassVar[str]
 
     @abc.abstractmethod
-    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+    def order(self, method: str, beta: RealScalarLike, *, nu: RealScalarLike | None = None) -> int:
         r"""Expected global order $p$: $\max_{k\le T/\eta}\|u(t_k) - u_k\| = O(\eta^p)$ against
         the iterates from rest of `method` with momentum `beta` (and `nu` for ``"qhm"``), on a
         fixed horizon."""
 
     @abc.abstractmethod
     def coefficients(
-        self, method: str, beta: float, num_pieces: int, *, nu: float | None = None
+        self,
+        method: str,
+        beta: RealScalarLike,
+        num_pieces: int,
+        *,
+        nu: RealScalarLike | None = None,
     ) -> Float[np.ndarray, "k m"]:
         """Float64 table ``(num_pieces, m)``; row $k$ parametrises the field on piece $k$."""
 
@@ -158,7 +165,7 @@ class GradientFlow(AbstractFirstOrderModel):
 
     name: ClassVar[str] = "gf"
 
-    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+    def order(self, method: str, beta: RealScalarLike, *, nu: RealScalarLike | None = None) -> int:
         method, beta = _checked(method, beta, nu)
         return 1 if beta == 0 or method == "qhm" else 0
 
@@ -183,7 +190,7 @@ class RescaledGradientFlow(AbstractFirstOrderModel):
 
     name: ClassVar[str] = "rgf"
 
-    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+    def order(self, method: str, beta: RealScalarLike, *, nu: RealScalarLike | None = None) -> int:
         _checked(method, beta, nu)
         return 1
 
@@ -196,7 +203,9 @@ class RescaledGradientFlow(AbstractFirstOrderModel):
         return g(y) * row[0]
 
 
-def _kovachki_stuart_mass(method: str, beta: float, nu: float | None = None) -> float:
+def _kovachki_stuart_mass(
+    method: str, beta: RealScalarLike, nu: RealScalarLike | None = None
+) -> float:
     r"""$\alpha_m$: $(1+\beta)/2$ for HB, $(1-\beta+2\beta^2)/2$ for NAG, and for the library
     rules $\alpha_m = (1-\beta)/2 + 1 - c_0(1-\beta)/(c_0-c_1)$ (docs/theory.md#library-momentum):
     $(1-\beta+2\beta^2)/2$ for Nesterov momentum, $(1-\beta+2\nu\beta)/2$ for QHM."""
@@ -224,7 +233,7 @@ class _AbstractSecondOrder(AbstractContinuousModel):
     def position(self, y):
         return y[0]
 
-    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+    def order(self, method: str, beta: RealScalarLike, *, nu: RealScalarLike | None = None) -> int:
         _checked(method, beta, nu)
         return 1
 
@@ -371,7 +380,7 @@ class SteadyStateFlow(_AbstractBSeriesFlow):
     alpha: int
     prefix: ClassVar[str] = "steady"
 
-    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+    def order(self, method: str, beta: RealScalarLike, *, nu: RealScalarLike | None = None) -> int:
         method, beta = _checked(method, beta, nu)
         # QHM at nu = 0 is gradient descent for every beta: no transient either.
         return int(self.alpha) if beta == 0 or (method == "qhm" and nu == 0) else 1
@@ -419,7 +428,7 @@ class HeavyBallFlow(_AbstractBSeriesFlow):
     alpha: int
     prefix: ClassVar[str] = "hbf"
 
-    def order(self, method: str, beta: float, *, nu: float | None = None) -> int:
+    def order(self, method: str, beta: RealScalarLike, *, nu: RealScalarLike | None = None) -> int:
         _checked(method, beta, nu)
         return int(self.alpha)
 
@@ -463,7 +472,7 @@ class ShiftedSteadyStateFlow(AbstractContinuousModel):
     def trees(self) -> tuple[Tree, ...]:
         return trees_up_to(int(self.alpha))
 
-    def order(self, method: str, beta: float) -> int:
+    def order(self, method: str, beta: RealScalarLike) -> int:
         _checked(method, beta)
         return int(self.alpha)
 

@@ -245,17 +245,9 @@ class ShiftedStart:
     def from_data(cls, data: dict) -> ShiftedStart:
         """Read `to_data`'s output back; `ValueError` for another format or version, or a
         checksum that does not match (a damaged or edited file)."""
-        from ._counter_terms import _checksum
+        from ._counter_terms import check_file_data
 
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"not a shifted-start file (format {data.get('format')!r})")
-        if data.get("derivation_version") != SHIFT_VERSION:
-            raise ValueError(
-                f"written by derivation version {data.get('derivation_version')!r}, "
-                f"this code is {SHIFT_VERSION!r}"
-            )
-        if data.get("checksum") != _checksum(data):
-            raise ValueError("checksum mismatch: the file is damaged or was edited")
+        check_file_data(data, "shifted-start", _FORMAT, SHIFT_VERSION)
         values = {
             Tree.from_level_sequence(e["tree"]): RationalFunction.from_json(e["psi"])
             for e in data["trees"]

@@ -59,7 +59,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._differentials import gradient_field
-from ._integrate import _MESSAGES, _OK, DEFAULT_ATOL, DEFAULT_RTOL, _check_solver, _result_code
+from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, _check_solver, solve_failure, solve_pieces
 from ._methods import divergence_message
 from ._models import (
     AbstractContinuousModel,
@@ -70,7 +70,13 @@ from ._models import (
     check_method,
     model_from_name,
 )
-from ._validate import as_float_tree, check_count, check_positive, require_float64
+from ._validate import (
+    as_float_tree,
+    check_count,
+    check_positive,
+    check_progress,
+    require_float64,
+)
 
 __all__ = ["sweep", "SweepResult", "SweepPoint", "SweepProgress", "COLUMNS", "load_sweep_results"]
 
@@ -263,47 +269,9 @@ def _batched_solver(model, loss, has_data, solver, max_steps, mesh):
     def one(u0, eta, beta, table, num, idx, data_all, chunk_pieces, rtol, atol):
         data = _select(data_all, idx)
         g, x0, _ = gradient_field(lambda p: f(p, data), u0)
-        # Batched from the start (adding an exact zero): vmap then batches the loops' bodies
-        # once, instead of again after finding that their carries become batched.
-        x0 = x0 + 0.0 * eta
-        # Traced once: diffrax evaluates the field at every stage of the solver (and more).
-        field = jax.jit(lambda t, y, row: model.vector_field(g, t, y, eta, beta, row))
-        term = diffrax.ODETerm(field)
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        y0 = model.initial_state(g, x0)
-
-        def piece(y, inputs):
-            k, row = inputs
-
-            def solve(y):
-                t0 = k * eta
-                # Beyond the point's own K the interval is empty: diffrax returns y unchanged.
-                t1 = jnp.where(k < num, (k + 1) * eta, t0)
-                sol = diffrax.diffeqsolve(
-                    term,
-                    solver,
-                    t0,
-                    t1,
-                    None,
-                    y,
-                    args=row,
-                    saveat=diffrax.SaveAt(t1=True),
-                    stepsize_controller=controller,
-                    max_steps=max_steps,
-                    throw=False,
-                )
-                y1 = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
-                return y1, _result_code(sol.result), sol.stats["num_accepted_steps"]
-
-            def skip(y):
-                return y, jnp.array(_OK), jnp.array(0, dtype=jnp.int64)
-
-            y1, code, steps = jax.lax.cond(k < chunk_pieces, solve, skip, y)
-            return y1, (model.position(y1), code.astype(jnp.int32), steps.astype(jnp.int64))
-
-        ks = jnp.arange(table.shape[0], dtype=eta.dtype)
-        _, (xs, codes, steps) = jax.lax.scan(piece, y0, (ks, table))
-        return jnp.concatenate([x0[None], xs]), codes, steps
+        return solve_pieces(
+            model, solver, max_steps, g, x0, eta, beta, table, num, chunk_pieces, rtol, atol
+        )
 
     def sweep_solve(u0, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol):
         return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, None, None, None, None))(
@@ -408,16 +376,6 @@ def _as_models(models) -> list[AbstractContinuousModel]:
     return out
 
 
-def _report(progress):
-    if progress is None or progress is False:
-        return None
-    if progress is True:
-        return _print_progress
-    if callable(progress):
-        return progress
-    raise ValueError(f"progress must be a bool or a callable, got {progress!r}")
-
-
 def _print_progress(p: SweepProgress) -> None:
     width = len(str(p.total))
     what = "loaded" if p.resumed else f"{p.seconds:7.2f} s"
@@ -514,7 +472,7 @@ def sweep(
         raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
     if not callable(loss):
         raise ValueError(f"loss must be a callable, got {loss!r}")
-    report = _report(progress)
+    report = check_progress(progress, _print_progress)
     u0 = as_float_tree(u0, "u0", float64=True)
     if data is not None and datasets is not None:
         raise ValueError("give data (one data set) or datasets (a list), not both")
@@ -838,38 +796,8 @@ def _row(p: SweepPoint, model) -> dict:
 
 def _failure(name, p: SweepPoint, xs, codes, max_steps, rtol, atol) -> str | None:
     """The message of a failed solve (as `hbflow.solve_model` words it), or None."""
-    eta, beta = p.eta, p.beta
-    failed = np.flatnonzero(codes != _OK)
-    bad = ~np.all(np.isfinite(xs), axis=1)
-    first_bad = int(np.flatnonzero(bad)[0]) - 1 if bad.any() else None
-    if failed.size and (first_bad is None or int(failed[0]) <= first_bad):
-        k = int(failed[0])
-        reason = _MESSAGES[int(codes[k])].format(max_steps=max_steps)
-        before, after = np.linalg.norm(xs[k]), np.linalg.norm(xs[k + 1])
-        if not np.isfinite(after) or after > 1e3 * (1.0 + before):
-            advice = (
-                f"|u| grows from {before:.3g} to {after:.3g} on this piece, so the flow "
-                "probably blows up in finite time: shorten the horizon, use a smaller eta, or "
-                "a lower-order model"
-            )
-        else:
-            advice = (
-                f"raise max_steps (now {max_steps}), loosen rtol/atol (now {rtol:g}/{atol:g}), "
-                f"or use a smaller eta"
-            )
-        return (
-            f"model {name}: the solve failed on piece k={k} (t in [{k * eta:.6g}, "
-            f"{(k + 1) * eta:.6g}]) with eta={eta:g}, beta={beta:g}: {reason}. What to change: "
-            f"{advice}"
-        )
-    if first_bad is not None:
-        k = first_bad
-        return (
-            f"model {name}: the solution is not finite at t_{k + 1} = {(k + 1) * eta:.6g} (end "
-            f"of piece k={k}); the flow blows up for eta={eta:g}, beta={beta:g}. What to "
-            "change: a shorter horizon, a smaller eta, or a lower-order model"
-        )
-    return None
+    found = solve_failure(name, p.eta, p.beta, xs, codes, max_steps, rtol, atol)
+    return None if found is None else found[0]
 
 
 def _slopes(rows: list[dict]) -> list[dict]:

@@ -590,3 +590,17 @@ def check_loss_values(loss: Callable, u0: PyTree, *, name: str = "u0") -> None:
     flat = np.concatenate([np.ravel(np.asarray(g)) for g in jax.tree_util.tree_leaves(grad)])
     if not np.all(np.isfinite(flat)):
         raise ValueError(f"the gradient of the loss must be finite at {name}, got NaN or Inf")
+
+
+def check_progress(progress: Any, printer: Callable) -> Callable | None:
+    """The callable that `progress=` asks for: `printer` for True, none for False or None.
+
+    **Raises:** `ValueError` if `progress` is neither a bool, None nor a callable.
+    """
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        return printer
+    if callable(progress):
+        return progress
+    raise ValueError(f"progress must be a bool or a callable, got {progress!r}")

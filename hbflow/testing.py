@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._compare import SOLVER_MARGIN, OrderStudy, compare
-from ._custom_types import Loss, PyTree
+from ._custom_types import Loss, PyTree, RealScalarLike
 from ._models import AbstractContinuousModel, model_from_name
 from ._validate import check_beta, check_method, check_nu, check_positive
 
@@ -36,8 +36,8 @@ def assert_error_order(
     u0: PyTree,
     *,
     method: str = "hb",
-    beta: float = 0.5,
-    nu: float | None = None,
+    beta: RealScalarLike = 0.5,
+    nu: RealScalarLike | None = None,
     etas: Sequence[float],
     horizon: float | None = None,
     model: str | AbstractContinuousModel = "hbf3",
@@ -212,7 +212,7 @@ def assert_weak_order(
     problem: Any,
     *,
     method: str = "hb",
-    beta: float = 0.5,
+    beta: RealScalarLike = 0.5,
     etas: Sequence[float],
     horizon: float,
     batch_size: int,

@@ -41,7 +41,13 @@ def _sympy_path(method: str, tree, view: str, beta_value=None):
         return ct.closed_form(tree, beta_value)
     if view == "steady":
         return ct.steady_state(tree)
-    return ct.at(int(view), beta_value)[tree]
+    return _sympy_at(method, int(view), beta_value)[tree]
+
+
+@functools.cache
+def _sympy_at(method: str, k_value: int, beta_value=None):
+    """`CounterTerms.at` for every tree at once (one call costs seconds)."""
+    return counter_terms(6, method).at(k_value, beta_value)
 
 
 @pytest.fixture(scope="module", params=["hb", "nag", "gd"])

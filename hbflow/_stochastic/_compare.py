@@ -30,7 +30,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._compare import LAMBDA_SMALL, SOLVER_MARGIN, _check_etas, _float, _floats, _fmt, fit_order
+from .._compare import (
+    LAMBDA_SMALL,
+    SOLVER_MARGIN,
+    _check_etas,
+    _float,
+    _floats,
+    _fmt,
+    aligned,
+    fit_order,
+)
 from .._methods import hessian_estimates
 from .._validate import check_beta, check_count, check_method, check_positive, require_float64
 from ._iterates import as_key, check_sampling, iterate_statistics
@@ -201,17 +210,8 @@ class WeakOrderStudy:
                 )
                 expected = "measured" if m.expected_order is None else str(m.expected_order)
                 rows.append([name, expected, *cells, slope, _fmt(m.slope_spread, ".2f"), solver])
-            table = [header, *rows]
-            widths = [max(len(r[i]) for r in table) for i in range(len(header))]
             lines.append(f"max_k |E phi(u_k) - E phi(u(t_k))|, phi = {phi}:")
-            for j, r in enumerate(table):
-                lines.append(
-                    "  ".join(
-                        c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
-                    ).rstrip()
-                )
-                if j == 0:
-                    lines.append("  ".join("-" * w for w in widths))
+            lines += aligned([header, *rows])
         lam = "  ".join(f"{x:.3g}" for x in self.lambdas)
         lamh = "  ".join(f"{x:.3g}" for x in self.lambda_h)
         lines.append(f"lambda: {lam}; lambda|H|: {lamh}")
