@@ -4,6 +4,8 @@ import json
 import math
 import re
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -220,6 +222,49 @@ def test_bad_input(kwargs, match):
     loss, u0 = args.pop("loss"), args.pop("u0")
     with pytest.raises(ValueError, match=match):
         compare(loss, u0, **args)
+
+
+class _Quadratic(eqx.Module):
+    # L(u) = sum(q u^2)/2 with q an array field, as a notebook writes a loss per kappa.
+    q: jax.Array
+
+    def __call__(self, u):
+        return 0.5 * jnp.sum(self.q * u * u)
+
+
+def test_a_sweep_over_step_sizes_and_losses_of_one_class_traces_the_solve_once(monkeypatch):
+    import hbflow._integrate as integrate
+
+    traces = []
+    solve_pieces = integrate._solve_pieces
+
+    def counting(*args, **kwargs):
+        traces.append(args[4])  # eta, a tracer: runs only when JAX traces
+        return solve_pieces(*args, **kwargs)
+
+    monkeypatch.setattr(integrate, "_solve_pieces", counting)
+    u0, etas = jnp.array([1.0, 0.5]), [0.1, 0.05, 0.025]
+    finals = []
+    for q in ([1.0, 2.0], [1.0, 5.0]):
+        study = compare(
+            _Quadratic(jnp.array(q)),
+            u0,
+            method="gd",
+            beta=0.0,
+            etas=etas,
+            horizon=0.5,
+            models=["gf"],
+            solver_check=False,
+        )
+        finals.append(study.models["gf"].final_errors)
+    assert len(traces) == 1
+    # Each loss used its own q: gradient descent against the gradient flow of that q.
+    for q, final in zip(([1.0, 2.0], [1.0, 5.0]), finals):
+        for eta, err in zip(etas, final):
+            n = round(0.5 / eta)
+            gd = np.asarray(u0) * (1 - eta * np.array(q)) ** n
+            flow = np.asarray(u0) * np.exp(-np.array(q) * 0.5)
+            np.testing.assert_allclose(err, np.linalg.norm(gd - flow), rtol=1e-9)
 
 
 def test_each_step_size_is_solved_once(monkeypatch):
