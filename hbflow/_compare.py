@@ -57,7 +57,7 @@ from ._methods import (
     iterates,
     stability_limit,
 )
-from ._models import AbstractContinuousModel, model_from_name
+from ._models import AbstractContinuousModel, model_from_name, series_table, shared_solves
 from ._validate import (
     as_float_tree,
     check_after,
@@ -786,8 +786,12 @@ def _loop(sweep: _Sweep) -> _Outcome:
     iterates_seconds = time.perf_counter() - start
     results: dict[str, ModelErrors] = {}
     warnings: list[str] = []
+    # The first-order B-series models share one compiled solve (see `shared_solves`).
+    carriers = {m.name: carrier for carrier, group in shared_solves(sweep.models) for m in group}
     for model in sweep.models:
-        errors, model_failures = _study_model(sweep, model, flat_iterates, tick)
+        errors, model_failures = _study_model(
+            sweep, model, carriers[model.name], flat_iterates, tick
+        )
         results[model.name] = errors
         failures.extend(model_failures)
         warnings.extend(_solver_warnings(sweep, errors))
@@ -834,20 +838,31 @@ def _run_iterates(sweep: _Sweep, tick: _Ticker) -> tuple[list[np.ndarray | None]
 def _study_model(
     sweep: _Sweep,
     model: AbstractContinuousModel,
+    carrier: AbstractContinuousModel,
     flat_iterates: list[np.ndarray | None],
     tick: _Ticker,
 ) -> tuple[ModelErrors, list[RunFailure]]:
-    """One model against the iterates at every step size: errors, slope, solver errors, times."""
+    """One model against the iterates at every step size: errors, slope, solver errors, times.
+
+    The model is solved as `carrier`'s field with its own table, zero-padded to the carrier's
+    width (the carrier is the model itself unless it shares a solve, see `shared_solves`).
+    """
     name = model.name
     # Row k of a coefficient table depends on k only: compute the longest once, slice it.
-    longest = model.coefficients(sweep.method, sweep.beta, sweep.max_pieces, **sweep.nu_kw)
+    if carrier is model:
+        longest = model.coefficients(sweep.method, sweep.beta, sweep.max_pieces, **sweep.nu_kw)
+    else:
+        own = series_table(model, sweep.method, sweep.beta, sweep.max_pieces, nu=sweep.nu)
+        width = carrier.coefficients(sweep.method, sweep.beta, 1, **sweep.nu_kw).shape[1]
+        longest = np.zeros((sweep.max_pieces, width))
+        longest[:, : own.shape[1]] = own
     timings: list[tuple[int, float, bool]] = []  # (pieces, wall seconds, base tolerances?)
 
     def run(i: int, rtol: float, atol: float) -> np.ndarray:
         t0 = time.perf_counter()
         try:
             sol = _solve(
-                model,
+                carrier,
                 sweep.loss,
                 sweep.u0,
                 method=sweep.method,
@@ -860,6 +875,7 @@ def _study_model(
                 max_steps=sweep.max_steps,
                 max_pieces=_padded_length(sweep.nums[i], sweep.max_pieces),
                 table=longest[: sweep.nums[i]],
+                name=name,
             )
         finally:
             timings.append((sweep.nums[i], time.perf_counter() - t0, rtol == sweep.rtol))

@@ -326,15 +326,21 @@ def _solve(
     max_steps,
     max_pieces,
     table,
+    name: str | None = None,
 ) -> ModelSolution:
-    """`solve_model` with validated arguments (`hbflow.compare` checks them once per sweep)."""
+    """`solve_model` with validated arguments (`hbflow.compare` checks them once per sweep).
+
+    `name` is the model named in errors, if `model` solves another's field (see
+    `hbflow._models.shared_solves`).
+    """
+    name = model.name if name is None else name
     table = np.asarray(table, dtype=np.float64)
     if table.ndim != 2 or table.shape[0] != num_pieces:
         raise ValueError(
             f"table must have shape (num_pieces, m) = ({num_pieces}, m), got {table.shape}"
         )
     if not np.all(np.isfinite(table)):
-        raise ValueError(f"table of model {model.name} has non-finite entries")
+        raise ValueError(f"table of model {name} has non-finite entries")
     padded = np.zeros((max_pieces, table.shape[1]), dtype=np.float64)
     padded[:num_pieces] = table
     if num_pieces < max_pieces:
@@ -358,10 +364,10 @@ def _solve(
     steps = np.asarray(steps)[:num_pieces]
     seconds = time.perf_counter() - start
 
-    found = solve_failure(model.name, eta, beta, xs, codes, max_steps, rtol, atol)
+    found = solve_failure(name, eta, beta, xs, codes, max_steps, rtol, atol)
     if found is not None:
         message, k = found
-        raise SolveError(message, model=model.name, piece=k, eta=eta, beta=beta)
+        raise SolveError(message, model=name, piece=k, eta=eta, beta=beta)
     _, unravel = ravel_pytree(u0)
     us = jax.vmap(unravel)(jnp.asarray(xs))
     ts = np.arange(num_pieces + 1) * eta

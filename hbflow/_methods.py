@@ -388,6 +388,7 @@ def stability_limit(
 
     **Returns:** $c/L$ (``inf`` if $L \le 0$).
     """
+    beta = float(check_beta(beta, method))
     if method == "gd":
         c = 2.0
     elif method in ("nag", "nesterov"):

@@ -20,7 +20,7 @@ Every concrete model is final.  Names used on the command line are given by `mod
 # evaluated annotations, and a stringified one would silently become a dataclass field.
 import abc
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import equinox as eqx
@@ -55,11 +55,10 @@ __all__ = [
 
 def _checked(
     method: str, beta: RealScalarLike, nu: RealScalarLike | None = None
-) -> tuple[str, float]:
+) -> tuple[str, float, float | None]:
     method = check_method(method)
     beta = check_beta(beta, method)
-    check_nu(nu, method)
-    return method, beta
+    return method, beta, check_nu(nu, method)
 
 
 def _nu_kw(nu: RealScalarLike | None) -> dict:
@@ -67,7 +66,7 @@ def _nu_kw(nu: RealScalarLike | None) -> dict:
     return {} if nu is None else {"nu": nu}
 
 
-def _speed(method: str, beta: RealScalarLike, nu: RealScalarLike | None) -> float:
+def _speed(method: str, beta: float, nu: float | None) -> float:
     r"""$b_\infty(\bullet)$, the speed of the leading field $-b_\infty(\bullet)\nabla L$:
     $1/(1-\beta)$ for HB and NAG, $(c_0-c_1)/(1-\beta)$ for the library rules (1 for QHM)."""
     if method == "qhm":
@@ -75,7 +74,7 @@ def _speed(method: str, beta: RealScalarLike, nu: RealScalarLike | None) -> floa
     return 1.0 / (1.0 - beta)  # nesterov: c0 - c1 = 1
 
 
-def _forcing(method: str, beta: RealScalarLike, nu: RealScalarLike | None) -> float:
+def _forcing(method: str, beta: float, nu: float | None) -> float:
     r"""$c_0 - c_1$: the weight of $\nabla L$ in the second-order models (1 unless QHM)."""
     return 1.0 - beta if method == "qhm" else 1.0
 
@@ -166,7 +165,7 @@ class GradientFlow(AbstractFirstOrderModel):
     name: ClassVar[str] = "gf"
 
     def order(self, method: str, beta: RealScalarLike, *, nu: RealScalarLike | None = None) -> int:
-        method, beta = _checked(method, beta, nu)
+        method, beta, nu = _checked(method, beta, nu)
         return 1 if beta == 0 or method == "qhm" else 0
 
     def coefficients(self, method, beta, num_pieces, *, nu=None):
@@ -195,7 +194,7 @@ class RescaledGradientFlow(AbstractFirstOrderModel):
         return 1
 
     def coefficients(self, method, beta, num_pieces, *, nu=None):
-        method, beta = _checked(method, beta, nu)
+        method, beta, nu = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
         return np.full((num_pieces, 1), _speed(method, beta, nu), dtype=np.float64)
 
@@ -203,9 +202,7 @@ class RescaledGradientFlow(AbstractFirstOrderModel):
         return g(y) * row[0]
 
 
-def _kovachki_stuart_mass(
-    method: str, beta: RealScalarLike, nu: RealScalarLike | None = None
-) -> float:
+def _kovachki_stuart_mass(method: str, beta: float, nu: float | None = None) -> float:
     r"""$\alpha_m$: $(1+\beta)/2$ for HB, $(1-\beta+2\beta^2)/2$ for NAG, and for the library
     rules $\alpha_m = (1-\beta)/2 + 1 - c_0(1-\beta)/(c_0-c_1)$ (docs/theory.md#library-momentum):
     $(1-\beta+2\beta^2)/2$ for Nesterov momentum, $(1-\beta+2\nu\beta)/2$ for QHM."""
@@ -275,7 +272,7 @@ class KovachkiStuartODE(_AbstractSecondOrder):
     name: ClassVar[str] = "ks2"
 
     def coefficients(self, method, beta, num_pieces, *, nu=None):
-        method, beta = _checked(method, beta, nu)
+        method, beta, nu = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
         row = [_kovachki_stuart_mass(method, beta, nu), _forcing(method, beta, nu)]
         return np.tile(np.array(row, dtype=np.float64), (num_pieces, 1))
@@ -313,7 +310,7 @@ class MomentumGradientFlow(_AbstractSecondOrder):
     name: ClassVar[str] = "mgf"
 
     def coefficients(self, method, beta, num_pieces, *, nu=None):
-        method, beta = _checked(method, beta, nu)
+        method, beta, nu = _checked(method, beta, nu)
         row = [1.0, _forcing(method, beta, nu)]
         return np.tile(np.array(row, dtype=np.float64), (check_count(num_pieces, "num_pieces"), 1))
 
@@ -381,14 +378,14 @@ class SteadyStateFlow(_AbstractBSeriesFlow):
     prefix: ClassVar[str] = "steady"
 
     def order(self, method: str, beta: RealScalarLike, *, nu: RealScalarLike | None = None) -> int:
-        method, beta = _checked(method, beta, nu)
+        method, beta, nu = _checked(method, beta, nu)
         # QHM at nu = 0 is gradient descent for every beta: no transient either.
         return int(self.alpha) if beta == 0 or (method == "qhm" and nu == 0) else 1
 
     def coefficients(self, method, beta, num_pieces, *, nu=None):
-        method, beta = _checked(method, beta, nu)
+        method, beta, _ = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
-        ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))
+        ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))  # nu as given: read exactly
         values = ct.steady_state_values(beta)
         values = _check_table(values, (len(self.trees),), f"{self.name} steady-state values")
         return np.broadcast_to(values, (num_pieces, len(values))).copy()
@@ -433,9 +430,9 @@ class HeavyBallFlow(_AbstractBSeriesFlow):
         return int(self.alpha)
 
     def coefficients(self, method, beta, num_pieces, *, nu=None):
-        method, beta = _checked(method, beta, nu)
+        method, beta, _ = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
-        ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))
+        ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))  # nu as given: read exactly
         table = ct.coefficient_table(beta, num_pieces)
         return _check_table(table, (num_pieces, len(self.trees)), f"{self.name} b_k table")
 
@@ -479,7 +476,7 @@ class ShiftedSteadyStateFlow(AbstractContinuousModel):
     def coefficients(self, method, beta, num_pieces):
         from ._shift import shifted_start
 
-        method, beta = _checked(method, beta)
+        method, beta, _ = _checked(method, beta)
         num_pieces = check_count(num_pieces, "num_pieces")
         m = len(self.trees)
         steady = counter_terms(int(self.alpha), method).steady_state_values(beta)
@@ -538,3 +535,43 @@ def model_from_name(name: str) -> AbstractContinuousModel:
         f"steady3), shiftedN (N >= 1, the steady-state flow from the shifted start), "
         f"{', '.join(_FIXED)}"
     )
+
+
+def series_table(
+    model: AbstractContinuousModel,
+    method: str,
+    beta: float,
+    num_pieces: int,
+    *,
+    nu: float | None = None,
+) -> np.ndarray:
+    """`model.coefficients`, and for ``gf``/``rgf`` their field as the one-tree B-series."""
+    if isinstance(model, GradientFlow):
+        return np.ones((num_pieces, 1))
+    if isinstance(model, RescaledGradientFlow):
+        return np.full((num_pieces, 1), 1.0 / (1.0 - beta))
+    return model.coefficients(method, beta, num_pieces, **({} if nu is None else {"nu": nu}))
+
+
+def shared_solves(
+    models: Sequence[AbstractContinuousModel],
+) -> list[tuple[AbstractContinuousModel, list[AbstractContinuousModel]]]:
+    r"""The models that can share one compiled solve, each group with the model that solves it.
+
+    Every first-order model that is a B-series field (``hbfN``, ``steadyN``, and ``gf``,
+    ``rgf`` with the one-tree tables $1$ and $1/(1-\beta)$ of `series_table`) runs with the
+    field of the highest order among them and its own table padded by zero columns (trees are
+    ordered by order, so a lower order's trees are a prefix): one compilation for all of them,
+    and the same numbers, since a zero weight adds an exact zero.  Every other model is solved
+    on its own.
+    """
+    series: list[AbstractContinuousModel] = [m for m in models if isinstance(m, _SERIES)]
+    groups: list[tuple[AbstractContinuousModel, list[AbstractContinuousModel]]] = []
+    if series:
+        alpha = max(int(getattr(m, "alpha", 1)) for m in series)
+        groups.append((HeavyBallFlow(alpha), series))
+    groups += [(m, [m]) for m in models if not isinstance(m, _SERIES)]
+    return groups
+
+
+_SERIES = (_AbstractBSeriesFlow, GradientFlow, RescaledGradientFlow)

@@ -63,12 +63,10 @@ from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, _check_solver, solve_failure
 from ._methods import divergence_message
 from ._models import (
     AbstractContinuousModel,
-    GradientFlow,
-    HeavyBallFlow,
-    RescaledGradientFlow,
-    _AbstractBSeriesFlow,
     check_method,
     model_from_name,
+    series_table,
+    shared_solves,
 )
 from ._validate import (
     as_float_tree,
@@ -604,18 +602,6 @@ def _check_loss(loss, u0, data, has_data) -> None:
         check_loss(loss, u0, name="u0")
 
 
-_SERIES = (_AbstractBSeriesFlow, GradientFlow, RescaledGradientFlow)
-
-
-def _series_table(model, method: str, beta: float, num_pieces: int) -> np.ndarray:
-    """`model.coefficients`, and for ``gf``/``rgf`` their field as the one-tree B-series."""
-    if isinstance(model, GradientFlow):
-        return np.ones((num_pieces, 1))
-    if isinstance(model, RescaledGradientFlow):
-        return np.full((num_pieces, 1), 1.0 / (1.0 - beta))
-    return model.coefficients(method, beta, num_pieces)
-
-
 class _TableCache:
     """Each model's coefficient table per (method, β), computed once for the longest run."""
 
@@ -626,29 +612,11 @@ class _TableCache:
     def get(self, model, method: str, beta: float) -> np.ndarray:
         key = (model, method, beta)
         if key not in self._tables:
-            table = np.asarray(_series_table(model, method, beta, self.max_pieces), np.float64)
+            table = np.asarray(series_table(model, method, beta, self.max_pieces), np.float64)
             if not np.all(np.isfinite(table)):
                 raise ValueError(f"table of model {model.name} has non-finite entries")
             self._tables[key] = table
         return self._tables[key]
-
-
-def _groups(model_list) -> list[tuple[AbstractContinuousModel, list]]:
-    r"""The models that share one compiled solve, each group with the model that solves it.
-
-    Every first-order model that is a B-series field (``hbfN``, ``steadyN``, and ``gf``,
-    ``rgf`` with the one-tree table $1$, $1/(1-\beta)$) runs with the field of the highest
-    order among them and its own table padded by zero columns (trees are ordered by order, so
-    a lower order's trees are a prefix): one compilation for all of them, and the same
-    numbers, since a zero weight adds an exact zero.  Every other model is solved on its own.
-    """
-    series = [m for m in model_list if isinstance(m, _SERIES)]
-    groups: list[tuple[AbstractContinuousModel, list]] = []
-    if series:
-        alpha = max(int(getattr(m, "alpha", 1)) for m in series)
-        groups.append((HeavyBallFlow(alpha), series))
-    groups += [(m, [m]) for m in model_list if not isinstance(m, _SERIES)]
-    return groups
 
 
 def _round_up(n: int, k: int) -> int:
@@ -706,7 +674,7 @@ def _run_chunk(
             )
 
     rows: dict[tuple[int, str], dict] = {}
-    for carrier, members in _groups(model_list):
+    for carrier, members in shared_solves(model_list):
         lanes = [(j, p, m) for j, p in enumerate(chunk) for m in members]
         size = _round_up(points_per_chunk * len(members), ndev)
         lane_points, (etas_l, betas_l, nums_l, idxs_l) = batched([p for _, p, _ in lanes], size)
