@@ -384,7 +384,7 @@ def solve_failure(
     rtol: float,
     atol: float,
 ) -> tuple[str, int] | None:
-    """What went wrong in a piecewise solve, and on which piece; None if nothing did.
+    r"""What went wrong in a piecewise solve, and on which piece; None if nothing did.
 
     `xs` are the positions at $t_0, \dots, t_K$ (flat, one row each) and `codes` the solver's
     result code on each piece.  A piece that ends non-finite is reported before a later solver

@@ -545,11 +545,10 @@ def series_table(
     *,
     nu: float | None = None,
 ) -> np.ndarray:
-    """`model.coefficients`, and for ``gf``/``rgf`` their field as the one-tree B-series."""
+    """`model.coefficients`, and for ``gf`` its field as the one-tree B-series (``rgf``'s
+    table is already its speed on the one tree)."""
     if isinstance(model, GradientFlow):
         return np.ones((num_pieces, 1))
-    if isinstance(model, RescaledGradientFlow):
-        return np.full((num_pieces, 1), 1.0 / (1.0 - beta))
     return model.coefficients(method, beta, num_pieces, **({} if nu is None else {"nu": nu}))
 
 
@@ -559,7 +558,7 @@ def shared_solves(
     r"""The models that can share one compiled solve, each group with the model that solves it.
 
     Every first-order model that is a B-series field (``hbfN``, ``steadyN``, and ``gf``,
-    ``rgf`` with the one-tree tables $1$ and $1/(1-\beta)$ of `series_table`) runs with the
+    ``rgf`` with the one-tree tables of `series_table`) runs with the
     field of the highest order among them and its own table padded by zero columns (trees are
     ordered by order, so a lower order's trees are a prefix): one compilation for all of them,
     and the same numbers, since a zero weight adds an exact zero.  Every other model is solved

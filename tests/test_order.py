@@ -289,3 +289,39 @@ def test_each_step_size_is_solved_once(monkeypatch):
     calls.clear()
     compare(quadratic, jnp.array([1.0, 0.5]), etas=etas, horizon=1.0, models=["rgf"])
     assert calls == [0.1, 0.1, 0.05, 0.05]  # with the 100x tighter solve of each step size
+
+
+@pytest.mark.parametrize("method, beta, nu", [("hb", 0.5, None), ("qhm", 0.5, 0.7)])
+def test_models_sharing_one_solve_equal_their_own_solves(method, beta, nu):
+    # compare solves gf, rgf, steady2 and hbf1-3 as hbf3's field with zero-padded tables;
+    # solve_model solves each with its own field.
+    import hbflow
+
+    p = get_problem("double-well")
+    etas, horizon = [0.1, 0.05], 1.0
+    names = ["gf", "rgf", "steady2", "hbf1", "hbf3"]
+    study = compare(
+        p.loss,
+        p.u0,
+        method=method,
+        beta=beta,
+        nu=nu,
+        etas=etas,
+        horizon=horizon,
+        models=names,
+        solver_check=False,
+    )
+    for eta in etas:
+        k = round(horizon / eta)
+        us = np.asarray(
+            hbflow.iterates(p.loss, p.u0, method=method, beta=beta, nu=nu, eta=eta, num_steps=k)
+        )
+        for name in names:
+            sol = hbflow.solve_model(
+                name, p.loss, p.u0, method=method, beta=beta, nu=nu, eta=eta, num_pieces=k
+            )
+            own = np.linalg.norm(np.asarray(sol.us) - us, axis=1)
+            i = etas.index(eta)
+            np.testing.assert_allclose(
+                study.models[name].errors[i], own, rtol=1e-9, atol=1e-13, err_msg=name
+            )
