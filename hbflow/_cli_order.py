@@ -174,19 +174,28 @@ def _int(text: str, name: str) -> int:
         raise ValueError(f"--{name} must be an integer >= 1, got {text!r}") from None
 
 
+def _import_user_module(module_name: str, attribute: str, option: str):
+    """Import the user's module named in `option` from the current directory.
+
+    **Raises:** `ValueError` naming `option` if the module cannot be imported, whatever the
+    reason.
+    """
+    _check_module_name(module_name, attribute, option)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except Exception as err:  # any failure to import the user's module is a bad option
+        raise ValueError(
+            f"{option}: cannot import module {module_name!r} from the current directory: {err}"
+        ) from None
+
+
 def _load_loss(spec: str):
     module_name, sep, func_name = spec.partition(":")
     if not sep or not module_name or not func_name:
         raise ValueError(f"--loss must be module:function, got {spec!r}")
-    _check_module_name(module_name, func_name, "--loss")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # any failure to import the user's module is a bad --loss
-        raise ValueError(
-            f"--loss: cannot import module {module_name!r} from the current directory: {err}"
-        ) from None
+    module = _import_user_module(module_name, func_name, "--loss")
     loss = getattr(module, func_name, None)
     if loss is None or not callable(loss):
         raise ValueError(f"--loss: module {module_name!r} has no function {func_name!r}")
@@ -402,15 +411,7 @@ def _load_module_start(spec: str):
     module_name, _, name = spec.partition(":")
     if not module_name or not name:
         raise ValueError(f"--x0 must be numbers, module:name or a .npy/.npz file, got {spec!r}")
-    _check_module_name(module_name, name, "--x0")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # any failure to import the user's module is a bad --x0
-        raise ValueError(
-            f"--x0: cannot import module {module_name!r} from the current directory: {err}"
-        ) from None
+    module = _import_user_module(module_name, name, "--x0")
     if not hasattr(module, name):
         raise ValueError(f"--x0: module {module_name!r} has no attribute {name!r}")
     value = getattr(module, name)

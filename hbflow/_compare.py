@@ -57,7 +57,12 @@ from ._methods import (
     iterates,
     stability_limit,
 )
-from ._models import AbstractContinuousModel, model_from_name, series_table, shared_solves
+from ._models import (
+    AbstractContinuousModel,
+    as_models,
+    series_table,
+    shared_solves,
+)
 from ._validate import (
     as_float_tree,
     check_after,
@@ -387,22 +392,6 @@ def _check_sorted(x: np.ndarray, name: str) -> None:
         )
 
 
-def _as_models(models) -> list[AbstractContinuousModel]:
-    if isinstance(models, (str, AbstractContinuousModel)):
-        models = [models]
-    out = [model_from_name(m) if isinstance(m, str) else m for m in models]
-    if not out:
-        raise ValueError("models must name at least one model")
-    for m in out:
-        if not isinstance(m, AbstractContinuousModel):
-            raise ValueError(f"models: {m!r} is neither a model name nor a continuous model")
-    names = [m.name for m in out]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ValueError(f"models: {sorted(dup)} requested more than once")
-    return out
-
-
 def _check_etas(etas, horizon: float) -> tuple[np.ndarray, list[int]]:
     if isinstance(etas, (str, bytes)):
         raise ValueError(f"etas must be a list of step sizes > 0, got {etas!r}")
@@ -547,7 +536,7 @@ def estimate_work(
     """
     horizon = check_positive(horizon, "horizon")
     _, nums = _check_etas(etas, horizon)
-    model_list = _as_models(models)
+    model_list = as_models(models)
     dim = int(ravel_pytree(as_float_tree(u0, "u0", float64=True))[0].size)
     orders = [int(getattr(m, "alpha", 1)) for m in model_list]
     trees = [sum(_tree_counts(a)) if hasattr(m, "alpha") else 1 for m, a in zip(model_list, orders)]
@@ -734,7 +723,7 @@ def _set_up(
     nu = check_nu(nu, method)
     horizon = check_positive(horizon, "horizon")
     etas, nums = _check_etas(etas, horizon)
-    model_list = _as_models(models)
+    model_list = as_models(models)
     rtol = check_positive(rtol, "rtol")
     atol = check_positive(atol, "atol")
     max_steps = check_count(max_steps, "max_steps")

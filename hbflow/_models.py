@@ -21,7 +21,7 @@ Every concrete model is final.  Names used on the command line are given by `mod
 import abc
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -574,3 +574,24 @@ def shared_solves(
 
 
 _SERIES = (_AbstractBSeriesFlow, GradientFlow, RescaledGradientFlow)
+
+
+def as_models(models: Any) -> list[AbstractContinuousModel]:
+    """`models` (a name, a model, or a sequence of them) as a list of distinct models.
+
+    **Raises:** `ValueError` for an empty list, something that is not a model, or a model
+    named twice.
+    """
+    if isinstance(models, (str, AbstractContinuousModel)):
+        models = [models]
+    out = [model_from_name(m) if isinstance(m, str) else m for m in models]
+    if not out:
+        raise ValueError("models must name at least one model")
+    for m in out:
+        if not isinstance(m, AbstractContinuousModel):
+            raise ValueError(f"models: {m!r} is neither a model name nor a continuous model")
+    names = [m.name for m in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"models: {sorted(dup)} requested more than once")
+    return out

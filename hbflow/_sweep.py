@@ -63,8 +63,8 @@ from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, _check_solver, solve_failure
 from ._methods import divergence_message
 from ._models import (
     AbstractContinuousModel,
+    as_models,
     check_method,
-    model_from_name,
     series_table,
     shared_solves,
 )
@@ -358,22 +358,6 @@ def _label(loss: Callable) -> str:
     return f"{module}:{name}"
 
 
-def _as_models(models) -> list[AbstractContinuousModel]:
-    if isinstance(models, (str, AbstractContinuousModel)):
-        models = [models]
-    out = [model_from_name(m) if isinstance(m, str) else m for m in models]
-    if not out:
-        raise ValueError("the grid is empty: models names no model")
-    for m in out:
-        if not isinstance(m, AbstractContinuousModel):
-            raise ValueError(f"models: {m!r} is neither a model name nor a continuous model")
-    names = [m.name for m in out]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"models: {dup} requested more than once")
-    return out
-
-
 def _print_progress(p: SweepProgress) -> None:
     width = len(str(p.total))
     what = "loaded" if p.resumed else f"{p.seconds:7.2f} s"
@@ -460,7 +444,7 @@ def sweep(
     etas_list = _as_list(etas, "etas", allow_none=True)
     lambdas_list = _as_list(lambdas, "lambdas", allow_none=True)
     horizons = _as_list(horizon, "horizon")
-    model_list = _as_models(models)
+    model_list = as_models(models)
     rtol = check_positive(rtol, "rtol")
     atol = check_positive(atol, "atol")
     max_steps = check_count(max_steps, "max_steps")
