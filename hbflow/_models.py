@@ -576,7 +576,9 @@ def shared_solves(
 _SERIES = (_AbstractBSeriesFlow, GradientFlow, RescaledGradientFlow)
 
 
-def as_models(models: Any) -> list[AbstractContinuousModel]:
+def as_models(
+    models: Any, *, empty: str = "models must name at least one model"
+) -> list[AbstractContinuousModel]:
     """`models` (a name, a model, or a sequence of them) as a list of distinct models.
 
     **Raises:** `ValueError` for an empty list, something that is not a model, or a model
@@ -586,7 +588,7 @@ def as_models(models: Any) -> list[AbstractContinuousModel]:
         models = [models]
     out = [model_from_name(m) if isinstance(m, str) else m for m in models]
     if not out:
-        raise ValueError("models must name at least one model")
+        raise ValueError(empty)
     for m in out:
         if not isinstance(m, AbstractContinuousModel):
             raise ValueError(f"models: {m!r} is neither a model name nor a continuous model")

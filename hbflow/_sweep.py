@@ -444,7 +444,7 @@ def sweep(
     etas_list = _as_list(etas, "etas", allow_none=True)
     lambdas_list = _as_list(lambdas, "lambdas", allow_none=True)
     horizons = _as_list(horizon, "horizon")
-    model_list = as_models(models)
+    model_list = as_models(models, empty="the grid is empty: models names no model")
     rtol = check_positive(rtol, "rtol")
     atol = check_positive(atol, "atol")
     max_steps = check_count(max_steps, "max_steps")
