@@ -5,6 +5,7 @@ Run from the repository root:
 
     python benchmarks/bench_stochastic.py            # everything
     python benchmarks/bench_stochastic.py --quick    # d = 100 only, 2000 paths in the study
+    python benchmarks/bench_stochastic.py --study-only hb   # the 10^4-path study, heavy ball only
 
 Prints:
 
@@ -75,9 +76,13 @@ def paths_per_second(dims, paths: int) -> None:
             )
 
 
-def weak_order_study(paths: int) -> None:
+STUDY_METHODS = {"hb": 0.5, "nag": 0.5, "gd": 0.0}  # method -> beta
+
+
+def weak_order_study(paths: int, methods=tuple(STUDY_METHODS)) -> None:
     print(f"2. Monte Carlo weak-order study, logistic regression, sme1, phi = mean, {paths} paths")
-    for method, beta in (("hb", 0.5), ("nag", 0.5), ("gd", 0.0)):
+    for method in methods:
+        beta = STUDY_METHODS[method]
         start = time.perf_counter()
         s = hbflow.compare_weak(
             "logistic-regression",
@@ -127,10 +132,23 @@ def oracle_study() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="d = 100 only, 2000 study paths")
+    parser.add_argument(
+        "--study-only",
+        metavar="METHODS",
+        help="run only the Monte Carlo study (item 2), for these comma-separated methods",
+    )
     args = parser.parse_args()
     print(f"devices: {jax.devices()}")
+    paths = 2000 if args.quick else 10_000
+    if args.study_only:
+        methods = args.study_only.split(",")
+        unknown = sorted(set(methods) - set(STUDY_METHODS))
+        if unknown:
+            parser.error(f"--study-only: unknown methods {unknown}; use {sorted(STUDY_METHODS)}")
+        weak_order_study(paths, methods)
+        return
     paths_per_second([100] if args.quick else [100, 10_000], paths=1024)
-    weak_order_study(2000 if args.quick else 10_000)
+    weak_order_study(paths)
     oracle_study()
 
 

@@ -22,10 +22,12 @@ then each model's study (`_study_model`), and the finish (`_finish`) adds the di
 (`_diagnostics`: $\lambda$, the Hessian, stability warnings) and assembles the `OrderStudy`.
 
 Compilation is shared across the sweep: the step sizes share one compilation of the iterates and
-of every model at the largest number of steps (smaller ones are masked, extra steps discarded),
+of every solve at the largest number of steps (smaller ones are masked, extra steps discarded),
 unless that would waste more than `BUCKET_MIN_SAVING` steps: then a step count is padded to the
 next power of two (`_padded_length`), so that widely spread step sizes are not all run for the
-longest length.
+longest length.  The first-order B-series models (``hbfN``, ``steadyN``, ``gf``, ``rgf``)
+share one solve: the field of the highest order among them, each with its own table padded by
+zero columns (`hbflow._models.shared_solves`); the first of them pays the compilation.
 Before anything runs, `estimate_work` estimates the cost, and a study above `WORK_LIMITS` is
 refused unless ``allow_large=True``.  Each model is solved once per step size (and
 once more with tighter tolerances for the solver-error estimate); its compile time is reported as
