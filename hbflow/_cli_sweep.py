@@ -39,8 +39,15 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
         "--loss", help="module:function, a JAX scalar loss importable from the current directory"
     )
     p.add_argument("--x0", help="start, comma-separated (default: the problem's)")
-    p.add_argument("--method", default=DEFAULTS["method"], help="hb (default), nag, gd, or a list")
+    p.add_argument(
+        "--method",
+        default=DEFAULTS["method"],
+        help="hb (default), nag, gd, nesterov, qhm, or a list",
+    )
     p.add_argument("--betas", default=str(DEFAULTS["beta"]), help="momenta in [0, 1), a list")
+    p.add_argument(
+        "--nu", default=None, help="nu of qhm in [0, 1] (required with qhm, refused otherwise)"
+    )
     steps = p.add_mutually_exclusive_group()
     steps.add_argument("--etas", default=None, help=f"step sizes (default {DEFAULTS['etas']})")
     steps.add_argument("--lambdas", default=None, help="lambda = eta/(1-beta)^2 instead of etas")
@@ -119,9 +126,13 @@ def _inputs(args: argparse.Namespace) -> dict:
 
     from ._models import check_method, model_from_name
     from ._problems import DEFAULT_PROBLEM, get_problem, problem_names
+    from ._validate import parse_nu
 
     methods = [check_method(m) for m in _names(args.method, "method")]
     betas = _floats(args.betas, "betas")
+    # Read like hbflow order's --nu (0.7 or 7/10), and named --nu in errors.
+    nu_exact = parse_nu(args.nu, "qhm" if "qhm" in methods else methods[0], name="--nu")
+    nu = None if nu_exact is None else float(nu_exact)
     for b in betas:
         if not 0.0 <= b < 1.0:
             raise ValueError(f"--betas: every beta must be in [0, 1), got {b:g}")
@@ -183,6 +194,7 @@ def _inputs(args: argparse.Namespace) -> dict:
         u0=x0,
         method=methods,
         betas=betas,
+        nu=nu,
         etas=etas,
         lambdas=lambdas,
         horizon=horizons,

@@ -71,6 +71,7 @@ from ._models import (
 from ._validate import (
     as_float_tree,
     check_count,
+    check_nu,
     check_positive,
     check_progress,
     require_float64,
@@ -103,7 +104,6 @@ SOLVER_MARGIN = 100.0
 #: horizon/eta is rounded to the nearest integer when it is this close (relative) to it.
 _HORIZON_RTOL = 1e-9
 _FORMAT = "hbflow-sweep/1"
-_LOOKAHEAD = {"gd": 0.0, "hb": 0.0, "nag": 1.0}
 _AXIS = "points"
 
 
@@ -287,30 +287,45 @@ def _batched_solver(model, loss, has_data, solver, max_steps, mesh):
     return jax.jit(sharded)
 
 
+def _step_coefficients(method: str, beta: float, nu: float | None) -> tuple[float, float, float]:
+    r"""$(c_0, c_1, a)$ of `method`: $u_{k+1} = u_k + v_{k+1}$ with $v_{k+1} = \beta v_k -
+    \eta[c_0\nabla L(y_k) - c_1\nabla L(y_{k-1})]$, $y_k = u_k + a v_k$ and no $c_1$ term at
+    $k = 0$ (docs/theory.md#methods, #library-momentum)."""
+    if method == "nesterov":
+        return 1.0 + beta, beta, 0.0
+    if method == "qhm":
+        assert nu is not None  # checked by sweep: qhm points need nu
+        return 1.0 - nu * beta, beta * (1.0 - nu), 0.0
+    return 1.0, 0.0, beta if method == "nag" else 0.0
+
+
 @functools.lru_cache(maxsize=64)
 def _batched_iterates(loss, has_data, num_steps, mesh):
     """The compiled batched iterates $u_0, \\dots, u_K$ (flat), $K$ = `num_steps`."""
     f = _bind(loss, has_data)
 
-    def one(u0, eta, beta, a, idx, data_all):
+    def one(u0, eta, beta, coeffs, idx, data_all):
         data = _select(data_all, idx)
         x0, unravel = ravel_pytree(u0)
         grad = jax.grad(lambda x: f(unravel(x), data))
+        c0, c1, a = coeffs[0], coeffs[1], coeffs[2]
 
-        # The recursion of hbflow.iterates on the flat vector (the same operations, elementwise).
+        # Every method of the family on the flat vector (`_step_coefficients`); for hb, nag and
+        # gd (c0 = 1, c1 = 0) the same operations as hbflow.iterates, elementwise.
         def step(carry, _):
-            u, v = carry
+            u, v, g_prev = carry
             g = grad(u + a * v)
-            v = beta * v - eta * g
+            v = beta * v - eta * (c0 * g - c1 * g_prev)
             u = u + v
-            return (u, v), u
+            return (u, v, g), u
 
-        _, us = jax.lax.scan(step, (x0, jnp.zeros_like(x0)), None, length=num_steps)
+        zero = jnp.zeros_like(x0)
+        _, us = jax.lax.scan(step, (x0, zero, zero), None, length=num_steps)
         return jnp.concatenate([x0[None], us])
 
-    def sweep_iterates(u0, etas, betas, looks, idxs, data_all):
+    def sweep_iterates(u0, etas, betas, coeffs, idxs, data_all):
         return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, None))(
-            u0, etas, betas, looks, idxs, data_all
+            u0, etas, betas, coeffs, idxs, data_all
         )
 
     b, r = PartitionSpec(_AXIS), PartitionSpec()
@@ -375,6 +390,7 @@ def sweep(
     *,
     method: str | Sequence[str] = "hb",
     betas: Sequence[float],
+    nu: float | None = None,
     etas: Sequence[float] | None = None,
     lambdas: Sequence[float] | None = None,
     horizon: float | Sequence[float],
@@ -400,9 +416,11 @@ def sweep(
       `datasets` is given (the data are then traced arguments, not constants baked into the
       compiled program: one compilation serves every data set of the same shapes).
     - `u0`: the start (iterates from rest), a finite array or pytree; converted to float64.
-    - `method`: ``"hb"``, ``"nag"``, ``"gd"``, or a list of them (a grid axis; ``"gd"`` takes
-      $\beta = 0$ only).
+    - `method`: ``"hb"``, ``"nag"``, ``"gd"``, ``"nesterov"``, ``"qhm"``, or a list of them (a
+      grid axis; ``"gd"`` takes $\beta = 0$ only).
     - `betas`: the momenta, each in $[0, 1)$.
+    - `nu`: $\nu$ of ``"qhm"``, $0 \le \nu \le 1$: needed when the grid has ``"qhm"``, refused
+      otherwise (one ν for the sweep).
     - `etas` or `lambdas` (exactly one): step sizes $\eta > 0$, or $\lambda > 0$ with
       $\eta = \lambda(1-\beta)^2$ for each β.
     - `horizon`: $T$, or a list of them; an integer multiple of every step size (to $10^{-9}$
@@ -438,6 +456,7 @@ def sweep(
     methods = [check_method(m) for m in methods]
     if len(set(methods)) != len(methods):
         raise ValueError(f"method must be distinct, got {methods}")
+    nu_value = check_nu(nu, "qhm" if "qhm" in methods else methods[0])
     betas_list = _as_list(betas, "betas")
     if (etas is None) == (lambdas is None):
         raise ValueError("give exactly one of etas and lambdas (lambda = eta/(1-beta)^2)")
@@ -493,13 +512,15 @@ def sweep(
         "solver_check": bool(solver_check),
         "chunk_size": chunk_size,
     }
+    if nu_value is not None:  # only then: the manifests of other sweeps stay as they were
+        manifest["nu"] = nu_value
     writer = jax.process_index() == 0
     store = _Store(out, manifest, writer) if out is not None else None
 
     devices = jax.devices()
     mesh = Mesh(np.array(devices), (_AXIS,))
     max_pieces = max(p.num_steps for p in points)
-    tables = _TableCache(max_pieces)
+    tables = _TableCache(max_pieces, nu_value)
 
     rows_by_point: dict[int, list[dict]] = {}
     computed, resumed = [], []
@@ -587,16 +608,23 @@ def _check_loss(loss, u0, data, has_data) -> None:
 
 
 class _TableCache:
-    """Each model's coefficient table per (method, β), computed once for the longest run."""
+    """Each model's coefficient table per (method, β), computed once for the longest run; `nu`
+    is the sweep's ν, used by the ``"qhm"`` points."""
 
-    def __init__(self, max_pieces: int):
+    def __init__(self, max_pieces: int, nu: float | None = None):
         self.max_pieces = max_pieces
+        self.nu = nu
         self._tables: dict = {}
 
-    def get(self, model, method: str, beta: float) -> np.ndarray:
-        key = (model, method, beta)
+    def nu_of(self, method: str) -> float | None:
+        return self.nu if method == "qhm" else None
+
+    def get(self, model, method: str, beta: float, num_pieces: int | None = None) -> np.ndarray:
+        num_pieces = self.max_pieces if num_pieces is None else num_pieces
+        key = (model, method, beta, num_pieces)
         if key not in self._tables:
-            table = np.asarray(series_table(model, method, beta, self.max_pieces), np.float64)
+            table = series_table(model, method, beta, num_pieces, nu=self.nu_of(method))
+            table = np.asarray(table, np.float64)
             if not np.all(np.isfinite(table)):
                 raise ValueError(f"table of model {model.name} has non-finite entries")
             self._tables[key] = table
@@ -644,9 +672,11 @@ def _run_chunk(
         )
 
     padded, (etas, betas, _, idxs) = batched(list(chunk), _round_up(points_per_chunk, ndev))
-    looks = _global(np.array([_LOOKAHEAD[p.method] * p.beta for p in padded], f64), b)
+    coeffs = np.array(
+        [_step_coefficients(p.method, p.beta, tables.nu_of(p.method)) for p in padded]
+    )
     run_iterates = _batched_iterates(loss, has_data, max_pieces, mesh)
-    iterates = _to_host(run_iterates(u0_g, etas, betas, looks, idxs, data_g))
+    iterates = _to_host(run_iterates(u0_g, etas, betas, _global(coeffs, b), idxs, data_g))
 
     diverged: dict[int, str] = {}
     for j, p in enumerate(chunk):
@@ -654,7 +684,13 @@ def _run_chunk(
         if bad.any():
             bound = (lambda q, d=sets[p.data]: loss(q, d)) if has_data else loss
             diverged[j] = divergence_message(
-                bound, u0, p.method, p.beta, p.eta, int(np.flatnonzero(bad)[0])
+                bound,
+                u0,
+                p.method,
+                p.beta,
+                p.eta,
+                int(np.flatnonzero(bad)[0]),
+                nu=tables.nu_of(p.method),
             )
 
     rows: dict[tuple[int, str], dict] = {}
@@ -663,7 +699,7 @@ def _run_chunk(
         size = _round_up(points_per_chunk * len(members), ndev)
         lane_points, (etas_l, betas_l, nums_l, idxs_l) = batched([p for _, p, _ in lanes], size)
         lane_models = [m for _, _, m in lanes] + [lanes[0][2]] * (size - len(lanes))
-        width = carrier.coefficients(chunk[0].method, chunk[0].beta, 1).shape[1]
+        width = tables.get(carrier, chunk[0].method, chunk[0].beta, 1).shape[1]
         stacked = np.zeros((size, max_pieces, width), dtype=f64)
         for i, (p, m) in enumerate(zip(lane_points, lane_models)):
             table = tables.get(m, p.method, p.beta)
@@ -690,7 +726,7 @@ def _run_chunk(
         xs, codes = solve(rtol, atol)
         tight = solve(rtol / 100, atol / 100) if solver_check else None
         for lane, (j, p, model) in enumerate(lanes):
-            row = _row(p, model)
+            row = _row(p, model, tables.nu_of(p.method))
             rows[(p.index, model.name)] = row
             if j in diverged:
                 row["failure"] = diverged[j]
@@ -727,7 +763,8 @@ def _run_chunk(
     return [rows[(p.index, m.name)] for p in order for m in model_list]
 
 
-def _row(p: SweepPoint, model) -> dict:
+def _row(p: SweepPoint, model, nu: float | None) -> dict:
+    """A row of the table, its errors still to be filled in; `nu` is ν for a ``"qhm"`` point."""
     return {
         "point": p.index,
         "method": p.method,
@@ -738,7 +775,7 @@ def _row(p: SweepPoint, model) -> dict:
         "num_steps": p.num_steps,
         "data": p.data,
         "model": model.name,
-        "expected_order": int(model.order(p.method, p.beta)),
+        "expected_order": int(model.order(p.method, p.beta, **({} if nu is None else {"nu": nu}))),
         "max_error": math.nan,
         "final_error": math.nan,
         "solver_error": math.nan,

@@ -40,6 +40,9 @@ SMALL = dict(betas=[0.5], etas=[0.04, 0.02], horizon=0.4, models=["rgf"])
         ({"horizon": 0.0}, "horizon must be a finite number > 0"),
         ({"chunk_size": 0}, "chunk_size"),
         ({"method": "sgd"}, "method must be one of"),
+        ({"method": "qhm"}, "method 'qhm' needs nu"),
+        ({"method": ["hb", "qhm"], "nu": 1.5}, r"nu must be in \[0, 1\]"),
+        ({"nu": 0.7}, "method 'hb' has no nu"),
     ],
 )
 def test_bad_grids_are_refused(change, match):
@@ -90,6 +93,8 @@ def _cli(capsys, *argv):
         (["--seeds", "1,2"], "has no seed"),
         (["--models", "hbf0"], "hbf"),
         (["--chunk-size", "0"], "--chunk-size must be an integer >= 1"),
+        (["--method", "qhm"], "method 'qhm' needs --nu"),
+        (["--nu", "0.7"], "method 'hb' has no --nu"),
     ],
 )
 def test_cli_bad_input_exits_2_without_traceback(capsys, tmp_path, argv, match):
@@ -319,3 +324,19 @@ def test_the_grid_of_lambdas_and_methods():
     gd = [(p.beta, p.eta, p.num_steps) for p in points if p.method == "gd"]
     assert gd == [(0.0, 0.16, 5), (0.0, 0.16, 5), (0.0, 0.08, 10), (0.0, 0.08, 10)]
     assert [p.index for p in points] == list(range(len(points)))
+
+
+@pytest.mark.parametrize(("method", "nu"), [("nesterov", None), ("qhm", 0.7)])
+def test_the_library_rules_sweep_as_compare_runs_them(method, nu):
+    # Their iterates take the gradient of the step before (c1 != 0) and qhm's tables need nu.
+    grid = dict(etas=[0.04, 0.02], horizon=0.4, models=["hbf2", "rgf", "ks2"])
+    r = hbflow.sweep(PROBLEM.loss, PROBLEM.x0, method=method, betas=[0.5], nu=nu, **grid)
+    study = hbflow.compare(PROBLEM.loss, PROBLEM.x0, method=method, beta=0.5, nu=nu, **grid)
+    assert len(r.rows) == 6
+    for row in r.rows:
+        m = study.models[row["model"]]
+        i = grid["etas"].index(row["eta"])
+        assert row["method"] == method and row["failure"] == ""
+        assert row["expected_order"] == m.expected_order
+        assert abs(row["max_error"] - m.max_errors[i]) < 1e-12
+        assert abs(row["final_error"] - m.final_errors[i]) < 1e-12

@@ -59,7 +59,7 @@ class MethodCoefficients(NamedTuple):
     lookahead: float
 
 
-#: The methods built in (MATH §1 and §8 of the project's theory: c1 = 0 for all three).
+#: The methods built in (docs/theory.md#methods): c1 = 0 for all three.
 METHOD_COEFFICIENTS = {
     "hb": MethodCoefficients(1.0, 0.0, 0.0),
     "nag": MethodCoefficients(1.0, 0.0, 1.0),
