@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import diffrax
+import equinox as eqx
 import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
@@ -589,6 +590,7 @@ def compare(
     throw: bool = True,
     allow_large: bool = False,
     after: float = 0.0,
+    data: PyTree | None = None,
 ) -> OrderStudy:
     r"""Measure each model's distance to the iterates, and its order in the step size.
 
@@ -616,6 +618,10 @@ def compare(
     - `after`: $T_0$, $0 \le T_0 <$ `horizon` (default 0): take the errors over $t_k \ge T_0$
       only, outside the initial layer, where the shifted memoryless flows (``shiftedN``) have
       their order (docs/theory.md#initial-layer).
+    - `data`: a pytree of arrays for a loss ``loss(params, data)``: the data are then traced
+      arguments of the compiled programs, not constants, so one compilation serves every data
+      set of the same shapes (a study per seed or per data set).  The same holds for a loss
+      that is an equinox module holding its data as array fields.
 
     **Returns:** an `OrderStudy`.
 
@@ -626,6 +632,8 @@ def compare(
     that fails (with the model, the piece and what to change); its `.study` holds the partial
     results.  `RuntimeError` if JAX is not in float64 mode.
     """
+    if data is not None:
+        loss = WithData(loss, as_float_tree(data, "data", float64=True))
     # Set-up: every argument is checked once, for the whole sweep.
     sweep = _set_up(
         loss,
@@ -654,6 +662,20 @@ def compare(
     if throw and study.failures:
         raise OrderStudyError(study)
     return study
+
+
+class WithData(eqx.Module):
+    """``loss(params, data)`` as a loss of `params` alone, its data an array field.
+
+    hbflow's compiled functions take the arrays of such a loss as arguments (see
+    `hbflow._loss_cache`): losses that differ only in their data share one compilation.
+    """
+
+    loss: Callable = eqx.field(static=True)
+    data: PyTree
+
+    def __call__(self, params: PyTree) -> jax.Array:
+        return self.loss(params, self.data)
 
 
 @dataclasses.dataclass(frozen=True)

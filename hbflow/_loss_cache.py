@@ -125,16 +125,20 @@ class PerLoss:
 
         arrays, rest = eqx.partition(loss, eqx.is_array)
         leaves, treedef = jax.tree_util.tree_flatten(arrays)
+        # The rest is keyed by its structure (static fields included) and its non-array leaves:
+        # a module holding a dict of arrays is unhashable, its structure is not.
+        rest_leaves, rest_def = jax.tree_util.tree_flatten(rest)
+        rest_key: Any = (rest_def, tuple(rest_leaves))
         try:
-            hash(rest)
+            hash(rest_key)
         except TypeError:
-            rest = None
-        if not leaves or rest is None:  # nothing to split off, or the rest is unhashable too
+            rest_key = None
+        if not leaves or rest_key is None:  # nothing to split off, or the rest is unhashable
             if self._compiled:
                 return functools.partial(self._build(lambda _, *a, **k: loss(*a, **k), *key), None)
             return self._build(loss, *key)
         shapes = tuple((getattr(x, "shape", ()), str(getattr(x, "dtype", type(x)))) for x in leaves)
-        full = (("split", rest, treedef, shapes), key)
+        full = (("split", rest_key, treedef, shapes), key)
         if self._compiled:
 
             def stand_in(arrays: Any, *args: Any, **kwargs: Any) -> Any:

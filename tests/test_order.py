@@ -325,3 +325,44 @@ def test_models_sharing_one_solve_equal_their_own_solves(method, beta, nu):
             np.testing.assert_allclose(
                 study.models[name].errors[i], own, rtol=1e-9, atol=1e-13, err_msg=name
             )
+
+
+def test_data_are_traced_arguments_one_compilation_for_every_data_set(monkeypatch):
+    import hbflow._integrate as integrate
+
+    traces = []
+    solve_pieces = integrate._solve_pieces
+
+    def counting(*args, **kwargs):
+        traces.append(args[4])
+        return solve_pieces(*args, **kwargs)
+
+    monkeypatch.setattr(integrate, "_solve_pieces", counting)
+
+    def loss(u, data):  # least squares on (A, b)
+        return 0.5 * jnp.sum((data["A"] @ u - data["b"]) ** 2)
+
+    rng = np.random.default_rng(0)
+    u0, etas = jnp.array([1.0, -0.5]), [0.1, 0.05]
+    for seed in range(2):
+        data = {"A": rng.standard_normal((3, 2)) / 2, "b": rng.standard_normal(3)}
+        kw = dict(etas=etas, horizon=0.5, models=["hbf2", "rgf"], solver_check=False)
+        with_data = compare(loss, u0, data=data, **kw)
+        closure = compare(lambda u, d=data: loss(u, d), u0, **kw)
+        for name in ("hbf2", "rgf"):
+            np.testing.assert_allclose(
+                with_data.models[name].max_errors, closure.models[name].max_errors, rtol=1e-12
+            )
+    # One trace for both data sets (the closures trace their own, one each).
+    assert len(traces) == 1 + 2
+
+
+def test_bad_data_is_refused():
+    with pytest.raises(ValueError, match="data"):
+        compare(
+            lambda u, d: jnp.sum(u**2),
+            jnp.ones(2),
+            etas=[0.1, 0.05],
+            horizon=0.5,
+            data={"x": "not an array"},
+        )
