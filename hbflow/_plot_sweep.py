@@ -12,11 +12,16 @@ __all__ = ["plot_sweep_heatmap", "plot_lambda_collapse"]
 
 
 def _check(rows, path) -> tuple[list[dict], Path]:
+    """The rows to draw (those of the first row's method, horizon and data) and the path."""
     if not isinstance(path, (str, Path)) or not Path(path).suffix:
         raise ValueError(f"path must be a file name with a suffix such as .png, got {path!r}")
     rows = list(getattr(rows, "rows", rows))
     if not rows or not all(isinstance(r, dict) for r in rows):
         raise ValueError("rows must be a non-empty sweep table (hbflow.sweep(...).rows)")
+    # One panel set per (method, horizon, data) of the first row: the others are not drawn.
+    first = rows[0]
+    key = (first["method"], first["horizon"], first["data"])
+    rows = [r for r in rows if (r["method"], r["horizon"], r["data"]) == key]
     return rows, Path(path)
 
 
@@ -43,13 +48,6 @@ def plot_sweep_heatmap(rows: Sequence[dict], path: str | Path) -> Path:
     **Raises:** `ValueError` for an empty table or a path without suffix.
     """
     rows, path = _check(rows, path)
-    first = rows[0]
-    rows = [
-        r
-        for r in rows
-        if (r["method"], r["horizon"], r["data"])
-        == (first["method"], first["horizon"], first["data"])
-    ]
     models = list(dict.fromkeys(r["model"] for r in rows))
     betas = sorted({r["beta"] for r in rows})
     etas = sorted({r["eta"] for r in rows})
@@ -91,13 +89,6 @@ def plot_lambda_collapse(rows: Sequence[dict], path: str | Path) -> Path:
     **Raises:** `ValueError` for an empty table or a path without suffix.
     """
     rows, path = _check(rows, path)
-    first = rows[0]
-    rows = [
-        r
-        for r in rows
-        if (r["method"], r["horizon"], r["data"])
-        == (first["method"], first["horizon"], first["data"])
-    ]
     models = list(dict.fromkeys(r["model"] for r in rows))
     betas = sorted({r["beta"] for r in rows})
     fig, axes = _figure(len(models), 4.2, 3.6)

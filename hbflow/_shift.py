@@ -37,7 +37,7 @@ from flint import fmpz_poly
 from sympy.polys.domains import QQ
 
 from ._bseries import Character, compose, exp
-from ._derive import RationalFunction, _iterate_characters, _lookahead
+from ._derive import RationalFunction, _iterate_characters, closed_form_iterates
 from ._exppoly import ExpPoly, ExpPolyRing, QBeta
 from ._trees import Tree, trees_up_to
 from ._validate import check_beta, check_method, check_order, parse_beta
@@ -59,27 +59,10 @@ _FORMAT = "hbflow-shifted-start/1"
 
 
 def _closed_form_iterates(order: int, method: str) -> tuple[ExpPolyRing, Character]:
-    r"""$a_k$ in closed form: a character whose values are exponential polynomials in $k$.
-
-    The same recurrence as `hbflow._derive.closed_form_characters` (trees solved in order of
-    size; $a_0(\tau) = 0$ and $a_1(\tau) = [\tau = \bullet]$ since $e_0$ is the identity), kept
-    here because $\psi$ needs $a_k$ itself rather than its modified field.
-    """
+    r"""$a_k$ in closed form (`hbflow._derive.closed_form_iterates`) with its ring: $\psi$ needs
+    $a_k$ itself rather than the modified field $b_k$."""
     E = ExpPolyRing()
-    a = _lookahead(method, E.beta)
-    ak: dict[Tree, ExpPoly] = {}
-    ek: dict[Tree, ExpPoly] = {}
-    for tree in trees_up_to(order):
-        forcing = E.one
-        for child in tree.children:
-            if child not in ek:
-                # QBeta * ExpPoly falls back to ExpPoly.__rmul__ (an ExpPoly); pyright cannot follow
-                # NotImplemented. Comments only: this file's code is fingerprinted (SHIFT_VERSION).
-                ek[child] = (1 + a) * ak[child] - a * E.shift(ak[child], -1) if a else ak[child]  # pyright: ignore[reportArgumentType]
-            forcing = forcing * ek[child]
-        a1 = E.field.one if not tree.children else E.field.zero
-        ak[tree] = E.solve_recurrence(forcing, E.field.zero, a1)
-    return E, Character(ak, order, 1, E.one)
+    return E, closed_form_iterates(E, order, method)
 
 
 def _steady_field(order: int, method: str) -> dict[Tree, RationalFunction]:
