@@ -71,7 +71,7 @@ def plot_sweep_heatmap(rows: Sequence[dict], path: str | Path) -> Path:
         ax.set_title(m)
     assert image is not None  # _check refuses an empty table, so there is one model
     fig.colorbar(image, ax=list(axes), label=r"$\log_{10}\max_k \|u(t_k) - u_k\|$")
-    fig.suptitle(f"{first['method']}, horizon {first['horizon']:g}")
+    fig.suptitle(f"{rows[0]['method']}, horizon {rows[0]['horizon']:g}")
     fig.savefig(path, dpi=110)
     return path
 
