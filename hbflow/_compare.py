@@ -52,7 +52,7 @@ from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
 from ._custom_types import Loss, PyTree, RealScalarLike
-from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _check_solver, _solve
+from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _solve, check_solver_settings
 from ._methods import (
     divergence_message,
     first_non_finite,
@@ -70,7 +70,6 @@ from ._validate import (
     as_float_tree,
     check_after,
     check_beta,
-    check_count,
     check_loss,
     check_method,
     check_nu,
@@ -748,12 +747,9 @@ def _set_up(
     horizon = check_positive(horizon, "horizon")
     etas, nums = _check_etas(etas, horizon)
     model_list = as_models(models)
-    rtol = check_positive(rtol, "rtol")
-    atol = check_positive(atol, "atol")
-    max_steps = check_count(max_steps, "max_steps")
-    solver = _check_solver(solver)
-    if not isinstance(solver_check, (bool, np.bool_)):
-        raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
+    rtol, atol, max_steps, solver, solver_check = check_solver_settings(
+        rtol, atol, max_steps, solver, solver_check
+    )
     report = check_progress(progress, _print_progress)
     u0 = as_float_tree(u0, "u0", float64=True)
     # Before anything is compiled: a huge request is refused at once.

@@ -711,6 +711,15 @@ def _shift_title(start, value: Fraction | None) -> str:
     )
 
 
+def _shift_groups(start, value: Fraction | None, style):
+    """Per power $\\eta^n$ with a non-zero term: ``(n, [(shown coefficient, tree), ...])``."""
+    for n in range(1, start.order + 1):
+        shown = [(_shift_shown(start, t, value, style), t) for t in start.trees if t.order == n]
+        shown = [(c, t) for c, t in shown if c is not None]
+        if shown:
+            yield n, shown
+
+
 def shift_text(start, *, beta=None) -> str:
     r"""The shifted start $u_0' = B(\psi, u_0)$ as a paper writes it, one line per power of η:
     ``u0 + η · [β/(1 - β)^2] ∇L + η² · [β·(β + 2)/(1 - β)^4] H∇L + …`` in loss notation.
@@ -722,14 +731,8 @@ def shift_text(start, *, beta=None) -> str:
     """
     value = parse_beta(beta, start.method)
     lines = [_shift_title(start, value), "", "u0' = u0"]
-    for n in range(1, start.order + 1):
-        parts = []
-        for tree in start.trees:
-            shown = _shift_shown(start, tree, value, _TEXT) if tree.order == n else None
-            if shown is not None:
-                parts.append(f"[{shown}] {tree.loss_notation()}")
-        if not parts:
-            continue
+    for n, shown in _shift_groups(start, value, _TEXT):
+        parts = [f"[{c}] {tree.loss_notation()}" for c, tree in shown]
         eta = "η" if n == 1 else "η" + str(n).translate(_SUPERSCRIPT)
         if len(parts) == 1:
             lines.append(f"    + {eta} · {parts[0]}")
@@ -747,15 +750,10 @@ def shift_latex(start, *, beta=None) -> str:
     r"""The shifted start as a LaTeX ``align*`` environment, grouped by powers of $\eta$."""
     value = parse_beta(beta, start.method)
     rows = []
-    for n in range(1, start.order + 1):
-        parts = []
-        for tree in start.trees:
-            shown = _shift_shown(start, tree, value, _LATEX) if tree.order == n else None
-            if shown is not None:
-                parts.append(rf"\Big[{shown}\Big] {tree.loss_notation(latex=True)}")
-        if parts:
-            eta = r"\eta" if n == 1 else rf"\eta^{{{n}}}"
-            rows.append(rf"{eta}\Big\{{ " + r" \\ &\qquad + ".join(parts) + r" \Big\}")
+    for n, shown in _shift_groups(start, value, _LATEX):
+        parts = [rf"\Big[{c}\Big] {tree.loss_notation(latex=True)}" for c, tree in shown]
+        eta = r"\eta" if n == 1 else rf"\eta^{{{n}}}"
+        rows.append(rf"{eta}\Big\{{ " + r" \\ &\qquad + ".join(parts) + r" \Big\}")
     out = [r"\begin{align*}", r"u_0' &= u_0 \\"]
     out += [rf"&\quad + {row} \\" for row in rows]
     out[-1] = out[-1].rstrip(" \\")

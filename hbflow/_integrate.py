@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -286,10 +286,7 @@ def solve_model(
     max_pieces = num_pieces if max_pieces is None else check_count(max_pieces, "max_pieces")
     if max_pieces < num_pieces:
         raise ValueError(f"max_pieces ({max_pieces}) must be >= num_pieces ({num_pieces})")
-    rtol = check_positive(rtol, "rtol")
-    atol = check_positive(atol, "atol")
-    max_steps = check_count(max_steps, "max_steps")
-    solver = _check_solver(solver)
+    rtol, atol, max_steps, solver, _ = check_solver_settings(rtol, atol, max_steps, solver)
     u0 = as_float_tree(u0, "u0", float64=True)
     check_loss(loss, u0, name="u0", float64=True)
     if table is None:
@@ -425,6 +422,25 @@ def solve_failure(
             k,
         )
     return None
+
+
+def check_solver_settings(
+    rtol: Any, atol: Any, max_steps: Any, solver: Any, solver_check: Any = True
+) -> tuple[float, float, int, diffrax.AbstractSolver, bool]:
+    """The solver arguments shared by `solve_model`, `compare` and `sweep`, checked.
+
+    **Raises:** `ValueError` naming the parameter: `rtol`, `atol` not > 0, `max_steps` not an
+    integer >= 1, `solver` not a diffrax solver, `solver_check` not a bool.
+    """
+    if not isinstance(solver_check, (bool, np.bool_)):
+        raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
+    return (
+        check_positive(rtol, "rtol"),
+        check_positive(atol, "atol"),
+        check_count(max_steps, "max_steps"),
+        _check_solver(solver),
+        bool(solver_check),
+    )
 
 
 def _check_solver(solver):

@@ -58,8 +58,15 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._custom_types import PyTree
 from ._differentials import gradient_field
-from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, _check_solver, solve_failure, solve_pieces
+from ._integrate import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    check_solver_settings,
+    solve_failure,
+    solve_pieces,
+)
 from ._methods import divergence_message
 from ._models import (
     AbstractContinuousModel,
@@ -72,14 +79,12 @@ from ._validate import (
     as_float_tree,
     check_count,
     check_nu,
-    check_positive,
     check_progress,
     require_float64,
 )
 
 __all__ = ["sweep", "SweepResult", "SweepPoint", "SweepProgress", "COLUMNS", "load_sweep_results"]
 
-PyTree = Any
 
 #: The columns of the table, one row per point and model.
 COLUMNS = (
@@ -464,13 +469,10 @@ def sweep(
     lambdas_list = _as_list(lambdas, "lambdas", allow_none=True)
     horizons = _as_list(horizon, "horizon")
     model_list = as_models(models, empty="the grid is empty: models names no model")
-    rtol = check_positive(rtol, "rtol")
-    atol = check_positive(atol, "atol")
-    max_steps = check_count(max_steps, "max_steps")
+    rtol, atol, max_steps, solver, solver_check = check_solver_settings(
+        rtol, atol, max_steps, solver, solver_check
+    )
     chunk_size = check_count(chunk_size, "chunk_size")
-    solver = _check_solver(solver)
-    if not isinstance(solver_check, (bool, np.bool_)):
-        raise ValueError(f"solver_check must be True or False, got {solver_check!r}")
     if not callable(loss):
         raise ValueError(f"loss must be a callable, got {loss!r}")
     report = check_progress(progress, _print_progress)

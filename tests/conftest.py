@@ -28,3 +28,14 @@ def without_runtime_type_checks():
         yield
     finally:
         jaxtyping.config.update("jaxtyping_disable", before)
+
+
+@pytest.fixture
+def user_cache(tmp_path, monkeypatch):
+    """The counter terms' cache in a fresh folder only (nothing shipped, nothing from before)."""
+    from hbflow import _counter_terms as cache
+
+    monkeypatch.setattr(cache, "cache_dirs", lambda: [tmp_path / "none", tmp_path])
+    cache._counter_terms.cache_clear()
+    yield tmp_path
+    cache._counter_terms.cache_clear()

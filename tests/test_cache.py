@@ -30,14 +30,6 @@ def test_shipped_file_equals_fresh_derivation():
         assert loaded.exponential_terms(t) == fresh.exponential_terms(t)
 
 
-@pytest.fixture
-def user_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache, "cache_dirs", lambda: [tmp_path / "none", tmp_path])
-    cache._counter_terms.cache_clear()
-    yield tmp_path
-    cache._counter_terms.cache_clear()
-
-
 def test_written_then_loaded(user_cache):
     ct = counter_terms(3, "nag")
     path = user_cache / cache.cache_filename("nag", 3)

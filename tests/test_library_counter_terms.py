@@ -224,14 +224,6 @@ def test_kovachki_stuart_mass_matches_the_first_steady_counter_term(method, nu, 
 # --- cache and input --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def user_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache, "cache_dirs", lambda: [tmp_path / "none", tmp_path])
-    cache._counter_terms.cache_clear()
-    yield tmp_path
-    cache._counter_terms.cache_clear()
-
-
 def test_qhm_cache_is_keyed_by_nu(user_cache):
     a = counter_terms(3, "qhm", nu=0.7)
     path = user_cache / "counter_terms_qhm_nu7-10_order3.json"

@@ -27,13 +27,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .._custom_types import PyTree
 from .._validate import check_beta, check_count, check_method, check_positive, require_float64
 from ._problems import FiniteSumProblem, check_batch_size
 
@@ -47,8 +48,6 @@ __all__ = [
     "shard_paths",
     "PathStatistics",
 ]
-
-PyTree = Any
 
 
 class MethodCoefficients(NamedTuple):

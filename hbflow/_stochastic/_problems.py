@@ -24,13 +24,14 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._custom_types import PyTree
 from .._problems import Problem, diagonal_linear_network
 from .._validate import as_float_tree, check_count, require_float64
 
@@ -42,8 +43,6 @@ __all__ = [
     "get_stochastic_problem",
     "stochastic_problem_names",
 ]
-
-PyTree = Any
 
 
 def _check_two_arguments(loss: Callable) -> None:

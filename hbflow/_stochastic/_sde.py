@@ -38,7 +38,6 @@ import functools
 import math
 import re
 from collections.abc import Callable
-from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -48,6 +47,7 @@ import lineax as lx
 import numpy as np
 
 from .._counter_terms import counter_terms
+from .._custom_types import PyTree
 from .._models import (
     HeavyBallFlow,
     RescaledGradientFlow,
@@ -65,7 +65,6 @@ __all__ = [
     "DEFAULT_SUBSTEPS",
 ]
 
-PyTree = Any
 
 #: Euler steps per piece of the coarsest of the three solves (then 2m and 4m).
 DEFAULT_SUBSTEPS = 2
