@@ -60,9 +60,9 @@ def _add_derive_parser(subparsers) -> None:
 
 
 def _run_derive(args) -> int:
+    from ._checks import check_count, check_method, check_order, parse_beta, parse_nu
     from ._counter_terms import counter_terms
     from ._format import field_latex, field_text, to_json_data
-    from ._validate import check_count, check_method, check_order, parse_beta, parse_nu
 
     check_order(args.order)
     check_method(args.method)
@@ -106,17 +106,31 @@ def _print_shift(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Each subcommand and the function that adds its parser.
+_SUBCOMMANDS = {"derive": _add_derive_parser, "order": add_order_parser, "sweep": add_sweep_parser}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with a known `command`, only that subcommand's parser is built.
+
+    Building the ``order`` and ``sweep`` parsers imports the numerical side (their help lists
+    the built-in problems); ``hbflow derive`` is exact arithmetic and starts without it.
+    """
     parser = _Parser(
         prog="hbflow",
         description="Continuous-time models of heavy-ball, Nesterov and gradient descent.",
     )
     _add_version(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add_derive_parser(subparsers)
-    add_order_parser(subparsers)
-    add_sweep_parser(subparsers)
+    for name, add in _SUBCOMMANDS.items():
+        if command not in _SUBCOMMANDS or command == name:
+            add(subparsers)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand `argv` names: its first word that is not an option (none take values)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 #: Exit status after an interrupt (128 + SIGINT) and after a closed stdout (128 + SIGPIPE).
@@ -175,8 +189,8 @@ def _quiet_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command(argv)).parse_args(argv)
     with INTERRUPTS.installed():
         try:
             if args.command in ("order", "sweep"):

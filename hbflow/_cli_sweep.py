@@ -7,6 +7,7 @@ import math
 import os
 import sys
 
+from ._checks import check_count
 from ._cli_order import (
     DEFAULTS,
     _check_x0_fits,
@@ -16,7 +17,6 @@ from ._cli_order import (
     _load_loss,
     _stderr_is_terminal,
 )
-from ._validate import check_count
 
 __all__ = ["add_sweep_parser", "run_sweep"]
 

@@ -34,18 +34,20 @@ import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import sympy
 from flint import arb, arb_mat, ctx, fmpq, fmpz_poly
-from sympy.polys.domains import QQ
 
 from . import _bseries, _derive, _exppoly, _trees
-from ._derive import K, RationalFunction, _horner
-from ._exppoly import BETA
+from ._derive import RationalFunction, _horner, k_symbol
+from ._exppoly import beta_symbol
 from ._trees import Tree, trees_up_to
-from ._validate import check_beta, check_count, check_method, check_order, parse_beta, parse_nu
+
+if TYPE_CHECKING:
+    import sympy
+
+from ._checks import check_beta, check_count, check_method, check_order, parse_beta, parse_nu
 
 __all__ = ["CounterTerms", "counter_terms", "DERIVATION_VERSION", "CONVENTION"]
 
@@ -144,16 +146,21 @@ class CounterTerms:
 
     def closed_form(self, tree, beta=None) -> sympy.Expr:
         r"""$b_k(\tau)$ as a sympy expression in the symbols ``k`` and ``beta`` (or β given)."""
+        import sympy
+
         value = parse_beta(beta)
-        b = BETA if value is None else sympy.Rational(value.numerator, value.denominator)
+        b = beta_symbol() if value is None else sympy.Rational(value.numerator, value.denominator)
+        k = k_symbol()
         out = sympy.Integer(0)
         for (j, m), c in self._terms[self._tree(tree)].items():
             coeff = c.to_sympy(b)
-            out += coeff * K**m * (b ** (j * K) if j else 1)
+            out += coeff * k**m * (b ** (j * k) if j else 1)
         return out
 
     def steady_state(self, tree, beta=None) -> sympy.Expr:
         r"""$b_\infty(\tau)$, the $\beta^{jk}$-free part of the closed form."""
+        import sympy
+
         value = parse_beta(beta)
         c = self._terms[self._tree(tree)].get((0, 0))
         if c is None:
@@ -167,10 +174,16 @@ class CounterTerms:
 
         With `as_sympy` false the values are `RationalFunction`s (canonical, cheap to compare).
         """
+        from sympy.polys.domains import QQ
+
         check_count(k, "k", minimum=0)
         value = parse_beta(beta)
-        field = QQ.frac_field(BETA) if value is None else QQ
-        b = field.convert(BETA) if value is None else QQ(value.numerator, value.denominator)
+        field = QQ.frac_field(beta_symbol()) if value is None else QQ
+        b = (
+            field.convert(beta_symbol())
+            if value is None
+            else QQ(value.numerator, value.denominator)
+        )
         out = {}
         for tree, terms in self._terms.items():
             total = field.zero
@@ -433,10 +446,8 @@ def derive_counter_terms(order: int, method: str, *, nu=None, progress=None) -> 
     nu = parse_nu(nu, method)
     report = _DeriveProgress(method if nu is None else f"{method} nu={nu}", order, progress)
     if method == "gd":
-        values = _derive.coefficients_at(order, 0, method="gd")
-        terms = {
-            t: {(0, 0): RationalFunction.from_frac(sympy.QQ.convert(v))} for t, v in values.items()
-        }
+        values = _derive.coefficients_at(order, 0, method="gd", as_sympy=False)
+        terms = {t: {(0, 0): cast(RationalFunction, v)} for t, v in values.items()}
         return CounterTerms("gd", order, terms)
     closed = _derive.closed_form_characters(order, method, report, nu=nu)
     report("exact coefficients")

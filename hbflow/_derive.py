@@ -34,15 +34,10 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import cast
-
-import sympy
-from sympy.polys.domains import QQ
+from typing import TYPE_CHECKING, cast
 
 from ._bseries import Character, compose, inverse, log
-from ._exppoly import BETA, ExpPoly, ExpPolyRing, QBeta
-from ._trees import Tree, trees_up_to
-from ._validate import (
+from ._checks import (
     METHODS,
     check_count,
     check_method,
@@ -50,6 +45,8 @@ from ._validate import (
     parse_beta,
     parse_nu,
 )
+from ._exppoly import ExpPoly, ExpPolyRing, QBeta, beta_symbol
+from ._trees import Tree, trees_up_to
 
 __all__ = [
     "METHODS",
@@ -60,7 +57,23 @@ __all__ = [
     "check_order",
 ]
 
-K = sympy.Symbol("k")
+if TYPE_CHECKING:
+    import sympy
+
+
+def k_symbol() -> sympy.Symbol:
+    """The symbol k of the closed forms as sympy expressions (sympy imported on first use)."""
+    import sympy
+
+    return sympy.Symbol("k")
+
+
+def __getattr__(name: str):
+    # ``K``, the symbol k, without importing sympy with this module (see `hbflow._exppoly`).
+    if name == "K":
+        return k_symbol()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The library rules u_{k+1} = u_k + beta (u_k - u_{k-1}) - eta [c0 grad_k - c1 grad_{k-1}].
 _TWO_GRADIENT = ("nesterov", "qhm")
@@ -119,11 +132,15 @@ def _D(c: Character) -> Character:
 
 
 def _field_and_beta(method: str, beta: Fraction | None):
+    # sympy's rationals and rational functions: the second construction (per k) shares no
+    # arithmetic with the closed form's FLINT (docs/theory.md#iterates-as-b-series).
+    from sympy.polys.domains import QQ
+
     if method == "gd" or beta == 0:
         return QQ, QQ.zero
     if beta is None:
-        field = QQ.frac_field(BETA)
-        return field, field.convert(BETA)
+        field = QQ.frac_field(beta_symbol())
+        return field, field.convert(beta_symbol())
     return QQ, QQ(beta.numerator, beta.denominator)
 
 
@@ -136,7 +153,9 @@ def _iterate_characters(
     one = field.one
     prev = cur = Character.identity(order, one)
     if method in _TWO_GRADIENT:
-        nu_value = None if nu is None else field.convert(QQ(nu.numerator, nu.denominator))
+        nu_value = (
+            None if nu is None else field.convert(nu.numerator) / field.convert(nu.denominator)
+        )
         c0, c1 = method_coefficients(method, b, nu_value)
         for k in range(k_max + 1):
             terms = [((1 + b) * one, cur), (-b * one, prev), (c0 * one, _D(cur))]
@@ -190,6 +209,8 @@ def coefficients_up_to(
     for _, ak, ak1 in _iterate_characters(order, method, value, k_max, nu_value):
         b = log(compose(inverse(ak), ak1))
         if as_sympy:
+            import sympy
+
             out.append({tree: sympy.factor(field.to_sympy(c)) for tree, c in b.items()})
         else:
             out.append({tree: RationalFunction.from_frac(c) for tree, c in b.items()})
@@ -325,7 +346,10 @@ class RationalFunction:
     def __repr__(self) -> str:
         return f"RationalFunction({self.to_sympy()})"
 
-    def to_sympy(self, beta: sympy.Expr = BETA) -> sympy.Expr:
+    def to_sympy(self, beta: sympy.Expr | None = None) -> sympy.Expr:
+        import sympy
+
+        beta = beta_symbol() if beta is None else beta
         num = sum((c * beta**i for i, c in enumerate(self.num) if c), sympy.Integer(0))
         den = sum((c * beta**i for i, c in enumerate(self.den) if c), sympy.Integer(0))
         if not isinstance(beta, sympy.Symbol):

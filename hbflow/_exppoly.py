@@ -27,13 +27,31 @@ from __future__ import annotations
 import functools
 import math
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import sympy
 from flint import fmpz_poly
 
-__all__ = ["BETA", "QBeta", "ExpPoly", "ExpPolyRing"]
+if TYPE_CHECKING:
+    import sympy
 
-BETA = sympy.Symbol("beta")
+__all__ = ["beta_symbol", "QBeta", "ExpPoly", "ExpPolyRing"]
+
+
+def beta_symbol() -> sympy.Symbol:
+    """The symbol β of the sympy expressions (sympy is imported when one is asked for)."""
+    import sympy
+
+    return sympy.Symbol("beta")
+
+
+def __getattr__(name: str):
+    # ``BETA``, the symbol β, without importing sympy with this module: the exact arithmetic
+    # and its output (``hbflow derive``) run on FLINT alone.
+    if name == "BETA":
+        return beta_symbol()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _ONE = fmpz_poly([1])
 
 
@@ -127,10 +145,12 @@ class QBeta:
         return [int(c) for c in self.num.coeffs()] or [0], [int(c) for c in self.den.coeffs()]
 
     def to_sympy(self) -> sympy.Expr:
+        import sympy
+
         num, den = self.coefficients()
-        zero = sympy.Integer(0)
-        return sum((c * BETA**i for i, c in enumerate(num)), zero) / sum(
-            (c * BETA**i for i, c in enumerate(den)), zero
+        zero, beta = sympy.Integer(0), beta_symbol()
+        return sum((c * beta**i for i, c in enumerate(num)), zero) / sum(
+            (c * beta**i for i, c in enumerate(den)), zero
         )
 
     def __repr__(self) -> str:

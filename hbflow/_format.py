@@ -23,9 +23,9 @@ from fractions import Fraction
 from flint import fmpq, fmpz_poly
 
 from . import _counter_terms
+from ._checks import check_count
 from ._counter_terms import CONVENTION, CounterTerms, _stderr_is_terminal
 from ._derive import RationalFunction, parse_beta
-from ._validate import check_count
 
 __all__ = [
     "field_text",

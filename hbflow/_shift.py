@@ -30,17 +30,19 @@ import tempfile
 import warnings
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sympy
 from flint import fmpz_poly
-from sympy.polys.domains import QQ
+
+if TYPE_CHECKING:
+    import sympy
 
 from ._bseries import Character, compose, exp
+from ._checks import check_beta, check_method, check_order, parse_beta
 from ._derive import RationalFunction, _iterate_characters, closed_form_iterates
 from ._exppoly import ExpPoly, ExpPolyRing, QBeta
 from ._trees import Tree, trees_up_to
-from ._validate import check_beta, check_method, check_order, parse_beta
 
 __all__ = ["ShiftedStart", "shifted_start", "SHIFT_VERSION"]
 
@@ -125,6 +127,8 @@ def _derive_shift(order: int, method: str) -> dict[Tree, RationalFunction]:
 def _derive_shift_gd(order: int) -> dict[Tree, RationalFunction]:
     # One-step method: a_k . exp(-k b_inf) must not depend on k at all; check it on k = 1, 2, 3
     # with the iterates of the recurrence and the Euler modified field.
+    from sympy.polys.domains import QQ
+
     steady = _steady_field(order, "gd")
     values = None
     for k, ak, _ in _iterate_characters(order, "gd", Fraction(0), 3):
@@ -186,6 +190,8 @@ class ShiftedStart:
 
     def coefficient(self, tree, beta=None) -> sympy.Expr:
         r"""$\psi(\tau)$ as a factored sympy expression in ``beta``, or its value at a given β."""
+        import sympy
+
         value = parse_beta(beta, self.method)
         c = self[tree]
         if value is None:

@@ -18,7 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from ._validate import check_order
+from ._checks import check_order
 
 __all__ = ["Tree", "trees_of_order", "trees_up_to"]
 

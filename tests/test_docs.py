@@ -6,7 +6,6 @@ docstrings, so a broken link, a missing anchor or a docstring that no longer res
 
 import argparse
 import html
-import inspect
 import json
 import os
 import re
@@ -52,11 +51,7 @@ def _ids(page: Path) -> set[str]:
 
 
 def _public_names() -> list[str]:
-    names = [
-        name
-        for name, value in vars(hbflow).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
-    ]
+    names = [name for name in hbflow.__all__ if not name.startswith("_")]
     return sorted(names) + [f"testing.{name}" for name in hbflow.testing.__all__]
 
 
