@@ -25,12 +25,14 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``sweep`` subcommand on an `argparse` subparsers object."""
     p = subparsers.add_parser(
         "sweep",
-        help="errors of continuous models over a grid of beta, eta (or lambda), horizon, seed",
+        help="errors of continuous models over a grid of beta, eta (or lambda), horizon, seed, "
+        "start",
         description=(
             "Evaluate every model at every point of a grid (methods x betas x etas or lambdas x "
-            "horizons x seeds), batched with one compilation per model and split across all JAX "
-            "devices. The table (one row per point and model) is written to OUT/results.csv and "
-            "OUT/results.json as chunks finish; run the same command again to resume."
+            "horizons x seeds x starts), batched with one compilation per model and split across "
+            "all JAX devices. The table (one row per point and model) is written to "
+            "OUT/results.csv and OUT/results.json as chunks finish; run the same command again "
+            "to resume."
         ),
     )
     source = p.add_mutually_exclusive_group()
@@ -38,7 +40,11 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument(
         "--loss", help="module:function, a JAX scalar loss importable from the current directory"
     )
-    p.add_argument("--x0", help="start, comma-separated (default: the problem's)")
+    p.add_argument(
+        "--x0",
+        help="start, comma-separated (default: the problem's); several starts, a grid axis, "
+        "separated by semicolons: '1,2;-1,0.5'",
+    )
     p.add_argument(
         "--method",
         default=DEFAULTS["method"],
@@ -184,14 +190,19 @@ def _inputs(args: argparse.Namespace) -> dict:
         else:
             loss = problem.loss
     if args.x0 is not None:
-        x0 = jnp.asarray(_floats(args.x0, "x0"), dtype=jnp.float64)
-        if not args.loss:
-            _check_x0_fits(x0, problem)
+        parts = [part for part in str(args.x0).split(";") if part.strip()]
+        if not parts:
+            raise ValueError(f"--x0 must be a comma-separated list of numbers, got {args.x0!r}")
+        starts = [jnp.asarray(_floats(part, "x0"), dtype=jnp.float64) for part in parts]
+        for x0 in starts:
+            if not args.loss:
+                _check_x0_fits(x0, problem)
+        start = {"u0": starts[0]} if len(starts) == 1 else {"starts": starts}
     else:
-        x0 = problem.x0
+        start = {"u0": problem.x0}
     return dict(
         loss=loss,
-        u0=x0,
+        **start,
         method=methods,
         betas=betas,
         nu=nu,
@@ -247,12 +258,14 @@ def _run(args: argparse.Namespace) -> int:
     if result.slopes:
         print("slopes of log max error against log eta:")
         print(
-            f"  {'method':<6} {'beta':>8} {'horizon':>8} {'data':>4}  {'model':<8} slope  expected"
+            f"  {'method':<6} {'beta':>8} {'horizon':>8} {'data':>4} {'start':>5}  {'model':<8} "
+            "slope  expected"
         )
         for s in result.slopes:
             slope = "-" if math.isnan(s["slope"]) else f"{s['slope']:.2f}"
             print(
-                f"  {s['method']:<6} {s['beta']:>8g} {s['horizon']:>8g} {s['data']:>4}  "
+                f"  {s['method']:<6} {s['beta']:>8g} {s['horizon']:>8g} {s['data']:>4} "
+                f"{s['start']:>5}  "
                 f"{s['model']:<8} {slope:>5}  {s['expected_order']}"
             )
     print(f"table written to {os.path.join(out, 'results.csv')} and results.json")

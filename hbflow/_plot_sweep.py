@@ -12,16 +12,18 @@ __all__ = ["plot_sweep_heatmap", "plot_lambda_collapse"]
 
 
 def _check(rows, path) -> tuple[list[dict], Path]:
-    """The rows to draw (those of the first row's method, horizon and data) and the path."""
+    """The rows to draw (those of the first row's method, horizon, data and start), the path."""
     if not isinstance(path, (str, Path)) or not Path(path).suffix:
         raise ValueError(f"path must be a file name with a suffix such as .png, got {path!r}")
     rows = list(getattr(rows, "rows", rows))
     if not rows or not all(isinstance(r, dict) for r in rows):
         raise ValueError("rows must be a non-empty sweep table (hbflow.sweep(...).rows)")
-    # One panel set per (method, horizon, data) of the first row: the others are not drawn.
-    first = rows[0]
-    key = (first["method"], first["horizon"], first["data"])
-    rows = [r for r in rows if (r["method"], r["horizon"], r["data"]) == key]
+
+    # One panel set per (method, horizon, data, start) of the first row: the others are not drawn.
+    def key(r: dict) -> tuple:
+        return r["method"], r["horizon"], r["data"], r.get("start", 0)
+
+    rows = [r for r in rows if key(r) == key(rows[0])]
     return rows, Path(path)
 
 
@@ -37,8 +39,8 @@ def _figure(n_panels: int, width: float, height: float):
 def plot_sweep_heatmap(rows: Sequence[dict], path: str | Path) -> Path:
     r"""Save one heatmap per model of $\log_{10}\max_k\|u(t_k)-u_k\|$ over $(\beta, \eta)$.
 
-    Rows with several methods, horizons or data sets are reduced to the first of each; failed
-    runs are left blank.
+    Rows with several methods, horizons, data sets or starts are reduced to the first of each;
+    failed runs are left blank.
 
     **Arguments:** `rows`: a sweep's table (`SweepResult` or its `rows`); `path`: the file
     (format from the suffix).

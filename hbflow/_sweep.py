@@ -96,6 +96,7 @@ COLUMNS = (
     "horizon",
     "num_steps",
     "data",
+    "start",
     "model",
     "expected_order",
     "max_error",
@@ -108,7 +109,7 @@ COLUMNS = (
 SOLVER_MARGIN = 100.0
 #: horizon/eta is rounded to the nearest integer when it is this close (relative) to it.
 _HORIZON_RTOL = 1e-9
-_FORMAT = "hbflow-sweep/1"
+_FORMAT = "hbflow-sweep/2"
 _AXIS = "points"
 
 
@@ -117,7 +118,8 @@ class SweepPoint:
     """One point of the grid: `index` in the grid's order, and its settings.
 
     `lam` is $\\lambda = \\eta/(1-\\beta)^2$; `num_steps` is $K = T/\\eta$; `data` the index of
-    its data set (0 without data sets).
+    its data set (0 without data sets); `start` the index of its start in `starts` (0 with one
+    start `u0`).
     """
 
     index: int
@@ -128,6 +130,7 @@ class SweepPoint:
     horizon: float
     num_steps: int
     data: int
+    start: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +215,7 @@ def _as_list(values, name: str, *, allow_none: bool = False) -> list | None:
     return out
 
 
-def _grid(methods, betas, etas, lambdas, horizons, n_data) -> list[SweepPoint]:
+def _grid(methods, betas, etas, lambdas, horizons, n_data, n_starts=1) -> list[SweepPoint]:
     for b in betas:
         if not (math.isfinite(b) and 0.0 <= b < 1.0):
             raise ValueError(f"beta must lie in [0, 1), got {b!r}")
@@ -243,7 +246,10 @@ def _grid(methods, betas, etas, lambdas, horizons, n_data) -> list[SweepPoint]:
                             f"beta={beta:g}) ({hint})"
                         )
                     for d in range(n_data):
-                        points.append(SweepPoint(len(points), method, beta, eta, lam, h, int(k), d))
+                        for s0 in range(n_starts):
+                            points.append(
+                                SweepPoint(len(points), method, beta, eta, lam, h, int(k), d, s0)
+                            )
     return points
 
 
@@ -269,23 +275,25 @@ def _batched_solver(model, loss, has_data, solver, max_steps, mesh):
     """The compiled batched solve of one model: one per (model, loss, solver, max_steps, mesh)."""
     f = _bind(loss, has_data)
 
-    def one(u0, eta, beta, table, num, idx, data_all, chunk_pieces, rtol, atol):
-        data = _select(data_all, idx)
+    def one(u0_all, sidx, eta, beta, table, num, idx, data_all, chunk_pieces, rtol, atol):
+        data, u0 = _select(data_all, idx), _select(u0_all, sidx)
         g, x0, _ = gradient_field(lambda p: f(p, data), u0)
         return solve_pieces(
             model, solver, max_steps, g, x0, eta, beta, table, num, chunk_pieces, rtol, atol
         )
 
-    def sweep_solve(u0, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol):
-        return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, None, None, None, None))(
-            u0, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol
+    def sweep_solve(
+        u0_all, sidxs, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol
+    ):
+        return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, 0, None, None, None, None))(
+            u0_all, sidxs, etas, betas, tables, nums, idxs, data_all, chunk_pieces, rtol, atol
         )
 
     b, r = PartitionSpec(_AXIS), PartitionSpec()
     sharded = jax.shard_map(
         sweep_solve,
         mesh=mesh,
-        in_specs=(r, b, b, b, b, b, r, r, r, r),
+        in_specs=(r, b, b, b, b, b, b, r, r, r, r),
         out_specs=(b, b, b),
         check_vma=False,
     )
@@ -309,8 +317,8 @@ def _batched_iterates(loss, has_data, num_steps, mesh):
     """The compiled batched iterates $u_0, \\dots, u_K$ (flat), $K$ = `num_steps`."""
     f = _bind(loss, has_data)
 
-    def one(u0, eta, beta, coeffs, idx, data_all):
-        data = _select(data_all, idx)
+    def one(u0_all, sidx, eta, beta, coeffs, idx, data_all):
+        data, u0 = _select(data_all, idx), _select(u0_all, sidx)
         x0, unravel = ravel_pytree(u0)
         grad = jax.grad(lambda x: f(unravel(x), data))
         c0, c1, a = coeffs[0], coeffs[1], coeffs[2]
@@ -328,16 +336,16 @@ def _batched_iterates(loss, has_data, num_steps, mesh):
         _, us = jax.lax.scan(step, (x0, zero, zero), None, length=num_steps)
         return jnp.concatenate([x0[None], us])
 
-    def sweep_iterates(u0, etas, betas, coeffs, idxs, data_all):
-        return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, None))(
-            u0, etas, betas, coeffs, idxs, data_all
+    def sweep_iterates(u0_all, sidxs, etas, betas, coeffs, idxs, data_all):
+        return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, None))(
+            u0_all, sidxs, etas, betas, coeffs, idxs, data_all
         )
 
     b, r = PartitionSpec(_AXIS), PartitionSpec()
     sharded = jax.shard_map(
         sweep_iterates,
         mesh=mesh,
-        in_specs=(r, b, b, b, b, r),
+        in_specs=(r, b, b, b, b, b, r),
         out_specs=b,
         check_vma=False,
     )
@@ -391,8 +399,9 @@ def _print_progress(p: SweepProgress) -> None:
 
 def sweep(
     loss: Callable,
-    u0: PyTree,
+    u0: PyTree | None = None,
     *,
+    starts: Sequence[PyTree] | None = None,
     method: str | Sequence[str] = "hb",
     betas: Sequence[float],
     nu: float | None = None,
@@ -421,6 +430,8 @@ def sweep(
       `datasets` is given (the data are then traced arguments, not constants baked into the
       compiled program: one compilation serves every data set of the same shapes).
     - `u0`: the start (iterates from rest), a finite array or pytree; converted to float64.
+    - `starts`: instead of `u0`, a list of starts of the same structure and shapes (a grid
+      axis; the iterates and every model start from rest at each).
     - `method`: ``"hb"``, ``"nag"``, ``"gd"``, ``"nesterov"``, ``"qhm"``, or a list of them (a
       grid axis; ``"gd"`` takes $\beta = 0$ only).
     - `betas`: the momenta, each in $[0, 1)$.
@@ -476,7 +487,17 @@ def sweep(
     if not callable(loss):
         raise ValueError(f"loss must be a callable, got {loss!r}")
     report = check_progress(progress, _print_progress)
-    u0 = as_float_tree(u0, "u0", float64=True)
+    if (u0 is None) == (starts is None):
+        raise ValueError("give u0 (one start) or starts (a list of starts), not both or neither")
+    if starts is not None:
+        if isinstance(starts, (str, bytes)) or not isinstance(starts, Sequence):
+            raise ValueError(f"starts must be a list of pytrees, got {type(starts).__name__}")
+        if not starts:
+            raise ValueError("the grid is empty: starts holds no start")
+        start_list = [as_float_tree(x, f"starts[{i}]", float64=True) for i, x in enumerate(starts)]
+    else:
+        start_list = [as_float_tree(u0, "u0", float64=True)]
+    u0_all = _stack_trees(start_list, "starts")
     if data is not None and datasets is not None:
         raise ValueError("give data (one data set) or datasets (a list), not both")
     has_data = data is not None or datasets is not None
@@ -490,16 +511,19 @@ def sweep(
         sets = [as_float_tree(data, "data", float64=True)]
     else:
         sets = [()]
-    data_all = _stack_datasets(sets)
-    _check_loss(loss, u0, sets[0], has_data)
+    data_all = _stack_trees(sets, "datasets")
+    _check_loss(loss, start_list[0], sets[0], has_data)
 
-    points = _grid(methods, betas_list, etas_list, lambdas_list, horizons, len(sets))
+    points = _grid(
+        methods, betas_list, etas_list, lambdas_list, horizons, len(sets), len(start_list)
+    )
     chunks = _chunks(points, chunk_size)
     names = tuple(m.name for m in model_list)
     manifest = {
         "format": _FORMAT,
         "loss": label if label is not None else _label(loss),
-        "u0": _fingerprint(u0),
+        "u0": _fingerprint(start_list[0]) if starts is None else None,
+        "starts": None if starts is None else [_fingerprint(x) for x in start_list],
         "data": [_fingerprint(s) for s in sets] if has_data else None,
         "methods": methods,
         "betas": betas_list,
@@ -540,7 +564,8 @@ def sweep(
                 mesh=mesh,
                 loss=loss,
                 has_data=has_data,
-                u0=u0,
+                starts=start_list,
+                u0_all=u0_all,
                 sets=sets,
                 data_all=data_all,
                 model_list=model_list,
@@ -585,7 +610,8 @@ def sweep(
     )
 
 
-def _stack_datasets(sets: list[PyTree]) -> PyTree:
+def _stack_trees(sets: list[PyTree], name: str) -> PyTree:
+    """The pytrees of a grid axis (data sets, starts) stacked leaf by leaf: one batched input."""
     first = jax.tree_util.tree_structure(sets[0])
     shapes = [np.shape(x) for x in jax.tree_util.tree_leaves(sets[0])]
     for i, s in enumerate(sets[1:], 1):
@@ -594,7 +620,7 @@ def _stack_datasets(sets: list[PyTree]) -> PyTree:
             or [np.shape(x) for x in jax.tree_util.tree_leaves(s)] != shapes
         ):
             raise ValueError(
-                f"datasets[{i}] must have the structure and shapes of datasets[0] "
+                f"{name}[{i}] must have the structure and shapes of {name}[0] "
                 f"({first}, shapes {shapes})"
             )
     return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *sets)
@@ -645,7 +671,8 @@ def _run_chunk(
     mesh,
     loss,
     has_data,
-    u0,
+    starts,
+    u0_all,
     sets,
     data_all,
     model_list,
@@ -660,7 +687,7 @@ def _run_chunk(
     b = NamedSharding(mesh, PartitionSpec(_AXIS))
     r = NamedSharding(mesh, PartitionSpec())
     f64 = np.float64
-    u0_g = jax.tree_util.tree_map(lambda x: _global(np.asarray(x), r), u0)
+    u0_g = jax.tree_util.tree_map(lambda x: _global(np.asarray(x), r), u0_all)
     data_g = jax.tree_util.tree_map(lambda x: _global(np.asarray(x), r), data_all)
     chunk_pieces = _global(np.array(max(p.num_steps for p in chunk), np.int64), r)
 
@@ -671,14 +698,15 @@ def _run_chunk(
             _global(np.array([p.beta for p in points], f64), b),
             _global(np.array([p.num_steps for p in points], np.int64), b),
             _global(np.array([p.data for p in points], np.int64), b),
+            _global(np.array([p.start for p in points], np.int64), b),
         )
 
-    padded, (etas, betas, _, idxs) = batched(list(chunk), _round_up(points_per_chunk, ndev))
+    padded, (etas, betas, _, idxs, sidxs) = batched(list(chunk), _round_up(points_per_chunk, ndev))
     coeffs = np.array(
         [_step_coefficients(p.method, p.beta, tables.nu_of(p.method)) for p in padded]
     )
     run_iterates = _batched_iterates(loss, has_data, max_pieces, mesh)
-    iterates = _to_host(run_iterates(u0_g, etas, betas, _global(coeffs, b), idxs, data_g))
+    iterates = _to_host(run_iterates(u0_g, sidxs, etas, betas, _global(coeffs, b), idxs, data_g))
 
     diverged: dict[int, str] = {}
     for j, p in enumerate(chunk):
@@ -687,7 +715,7 @@ def _run_chunk(
             bound = (lambda q, d=sets[p.data]: loss(q, d)) if has_data else loss
             diverged[j] = divergence_message(
                 bound,
-                u0,
+                starts[p.start],
                 p.method,
                 p.beta,
                 p.eta,
@@ -699,7 +727,9 @@ def _run_chunk(
     for carrier, members in shared_solves(model_list):
         lanes = [(j, p, m) for j, p in enumerate(chunk) for m in members]
         size = _round_up(points_per_chunk * len(members), ndev)
-        lane_points, (etas_l, betas_l, nums_l, idxs_l) = batched([p for _, p, _ in lanes], size)
+        lane_points, (etas_l, betas_l, nums_l, idxs_l, sidxs_l) = batched(
+            [p for _, p, _ in lanes], size
+        )
         lane_models = [m for _, _, m in lanes] + [lanes[0][2]] * (size - len(lanes))
         width = tables.get(carrier, chunk[0].method, chunk[0].beta, 1).shape[1]
         stacked = np.zeros((size, max_pieces, width), dtype=f64)
@@ -710,9 +740,12 @@ def _run_chunk(
         tables_g = _global(stacked, b)
         run = _batched_solver(carrier, loss, has_data, solver, max_steps, mesh)
 
-        def solve(rt, at, run=run, tables_g=tables_g, e=etas_l, be=betas_l, n=nums_l, i=idxs_l):
+        def solve(
+            rt, at, run=run, tables_g=tables_g, e=etas_l, be=betas_l, n=nums_l, i=idxs_l, s=sidxs_l
+        ):
             xs, codes, _ = run(
                 u0_g,
+                s,
                 e,
                 be,
                 tables_g,
@@ -776,6 +809,7 @@ def _row(p: SweepPoint, model, nu: float | None) -> dict:
         "horizon": p.horizon,
         "num_steps": p.num_steps,
         "data": p.data,
+        "start": p.start,
         "model": model.name,
         "expected_order": int(model.order(p.method, p.beta, **({} if nu is None else {"nu": nu}))),
         "max_error": math.nan,
@@ -794,10 +828,10 @@ def _failure(name, p: SweepPoint, xs, codes, max_steps, rtol, atol) -> str | Non
 def _slopes(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        key = (r["method"], r["beta"], r["horizon"], r["data"], r["model"])
+        key = (r["method"], r["beta"], r["horizon"], r["data"], r["start"], r["model"])
         groups.setdefault(key, []).append(r)
     out = []
-    for (method, beta, horizon, data, model), rs in groups.items():
+    for (method, beta, horizon, data, start, model), rs in groups.items():
         if len(rs) < 2:
             continue
         x = np.log([r["eta"] for r in rs])
@@ -812,6 +846,7 @@ def _slopes(rows: list[dict]) -> list[dict]:
                 "beta": beta,
                 "horizon": horizon,
                 "data": data,
+                "start": start,
                 "model": model,
                 "num_etas": len(rs),
                 "slope": slope,

@@ -192,3 +192,57 @@ def test_one_compilation_per_model_group_whatever_the_grid_size():
         lambda: hbflow.sweep(loss2, PROBLEM.x0, betas=[0.2, 0.4, 0.8], models=models, **common)
     )
     assert again == {"solve": 0, "iterates": 0}
+
+
+def test_starts_are_a_grid_axis_each_equal_to_its_compare_run():
+    # Two starts, one batch: each row equals the compare run from its own start, and the
+    # starts share one compilation of the solve and one of the iterates.
+    starts = [PROBLEM.x0, PROBLEM.x0 + jax.numpy.array([0.3, -0.2])]
+
+    def loss(u):  # a fresh loss: nothing compiled for it yet
+        return PROBLEM.loss(u)
+
+    common = dict(
+        betas=[0.5], etas=[0.04, 0.02], horizon=0.4, models=["hbf2", "rgf"], chunk_size=4
+    )
+    results = {}
+    counts = _count_compilations(
+        lambda: results.setdefault(
+            "r", hbflow.sweep(loss, starts=starts, compilation_cache=False, **common)
+        )
+    )
+    assert counts == {"solve": 1, "iterates": 1}
+    result = results["r"]
+    assert sorted({r["start"] for r in result.rows}) == [0, 1]
+    assert len(result.rows) == 2 * 2 * 2
+    for s, u0 in enumerate(starts):
+        study = hbflow.compare(
+            PROBLEM.loss, u0, beta=0.5, etas=[0.04, 0.02], horizon=0.4, models=["hbf2", "rgf"]
+        )
+        rows = [r for r in result.rows if r["start"] == s]
+        for r in rows:
+            i = list(study.etas).index(r["eta"])
+            assert abs(r["max_error"] - study.models[r["model"]].max_errors[i]) < 1e-12
+            assert abs(r["solver_error"] - study.models[r["model"]].solver_errors[i]) < 1e-12
+    # the starts are different problems: their errors differ
+    e = {s: [r["max_error"] for r in result.rows if r["start"] == s] for s in (0, 1)}
+    assert all(abs(a - b) > 1e-8 for a, b in zip(e[0], e[1]))
+    assert {(s["start"], s["model"]) for s in result.slopes} == {
+        (s, m) for s in (0, 1) for m in ("hbf2", "rgf")
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(u0=PROBLEM.x0, starts=[PROBLEM.x0]), "give u0 .* or starts .*not both"),
+        (dict(), "give u0 .* or starts .*not both or neither"),
+        (dict(starts=[]), "the grid is empty: starts holds no start"),
+        (dict(starts=PROBLEM.x0), "starts must be a list of pytrees"),
+        (dict(starts=[PROBLEM.x0, np.zeros(3)]), r"starts\[1\] must have the structure"),
+        (dict(starts=[PROBLEM.x0, np.array([np.nan, 0.0])]), r"starts\[1\]"),
+    ],
+)
+def test_bad_starts_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        hbflow.sweep(PROBLEM.loss, betas=[0.5], etas=[0.1], horizon=0.2, **kwargs)

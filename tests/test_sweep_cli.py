@@ -95,6 +95,8 @@ def _cli(capsys, *argv):
         (["--chunk-size", "0"], "--chunk-size must be an integer >= 1"),
         (["--method", "qhm"], "method 'qhm' needs --nu"),
         (["--nu", "0.7"], "method 'hb' has no --nu"),
+        (["--x0", "1,2;3"], "--x0 must have 2 numbers"),
+        (["--x0", ";"], "--x0 must be a comma-separated list"),
     ],
 )
 def test_cli_bad_input_exits_2_without_traceback(capsys, tmp_path, argv, match):
@@ -340,3 +342,26 @@ def test_the_library_rules_sweep_as_compare_runs_them(method, nu):
         assert row["expected_order"] == m.expected_order
         assert abs(row["max_error"] - m.max_errors[i]) < 1e-12
         assert abs(row["final_error"] - m.final_errors[i]) < 1e-12
+
+
+def test_cli_semicolons_give_starts_as_a_grid_axis(capsys, tmp_path):
+    out = tmp_path / "o"
+    code, stdout, err = _cli(
+        capsys,
+        *"--betas 0.5 --etas 0.04,0.02 --horizon 0.4 --models rgf".split(),
+        "--x0",
+        "0.5,0.7;-0.4,0.3",
+        "--out",
+        str(out),
+        "--no-compilation-cache",
+    )
+    assert code == 0, err
+    starts = [np.array([0.5, 0.7]), np.array([-0.4, 0.3])]
+    api = hbflow.sweep(PROBLEM.loss, starts=starts, compilation_cache=False, **SMALL)
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["start"]) for r in rows] == [a["start"] for a in api.rows]
+    assert sorted({a["start"] for a in api.rows}) == [0, 1]
+    for r, a in zip(rows, api.rows):
+        assert abs(float(r["max_error"]) - a["max_error"]) < 1e-12
+    assert load_sweep_results(out)["manifest"]["starts"] is not None
