@@ -487,30 +487,12 @@ def sweep(
     if not callable(loss):
         raise ValueError(f"loss must be a callable, got {loss!r}")
     report = check_progress(progress, _print_progress)
-    if (u0 is None) == (starts is None):
-        raise ValueError("give u0 (one start) or starts (a list of starts), not both or neither")
-    if starts is not None:
-        if isinstance(starts, (str, bytes)) or not isinstance(starts, Sequence):
-            raise ValueError(f"starts must be a list of pytrees, got {type(starts).__name__}")
-        if not starts:
-            raise ValueError("the grid is empty: starts holds no start")
-        start_list = [as_float_tree(x, f"starts[{i}]", float64=True) for i, x in enumerate(starts)]
-    else:
-        start_list = [as_float_tree(u0, "u0", float64=True)]
+    start_list = _axis(u0, starts, ("u0", "starts"), "start")
+    if start_list is None:
+        raise ValueError("give u0 (one start) or starts (a list of starts)")
     u0_all = _stack_trees(start_list, "starts")
-    if data is not None and datasets is not None:
-        raise ValueError("give data (one data set) or datasets (a list), not both")
     has_data = data is not None or datasets is not None
-    if datasets is not None:
-        if isinstance(datasets, (str, bytes)) or not isinstance(datasets, Sequence):
-            raise ValueError(f"datasets must be a list of pytrees, got {type(datasets).__name__}")
-        if not datasets:
-            raise ValueError("the grid is empty: datasets holds no data set")
-        sets = [as_float_tree(d, f"datasets[{i}]", float64=True) for i, d in enumerate(datasets)]
-    elif data is not None:
-        sets = [as_float_tree(data, "data", float64=True)]
-    else:
-        sets = [()]
+    sets = _axis(data, datasets, ("data", "datasets"), "data set") or [()]
     data_all = _stack_trees(sets, "datasets")
     _check_loss(loss, start_list[0], sets[0], has_data)
 
@@ -608,6 +590,21 @@ def sweep(
         out=None if store is None else store.root,
         seconds=time.perf_counter() - start,
     )
+
+
+def _axis(one, many, names: tuple[str, str], what: str) -> list[PyTree] | None:
+    """A grid axis given as one pytree (`one`) or a list of them (`many`): the list, in float64
+    and checked, or None if neither is given; `names` are the two parameters' names."""
+    one_name, many_name = names
+    if one is not None and many is not None:
+        raise ValueError(f"give {one_name} (one {what}) or {many_name} (a list), not both")
+    if many is None:
+        return None if one is None else [as_float_tree(one, one_name, float64=True)]
+    if isinstance(many, (str, bytes)) or not isinstance(many, Sequence):
+        raise ValueError(f"{many_name} must be a list of pytrees, got {type(many).__name__}")
+    if not many:
+        raise ValueError(f"the grid is empty: {many_name} holds no {what}")
+    return [as_float_tree(x, f"{many_name}[{i}]", float64=True) for i, x in enumerate(many)]
 
 
 def _stack_trees(sets: list[PyTree], name: str) -> PyTree:

@@ -202,9 +202,7 @@ def test_starts_are_a_grid_axis_each_equal_to_its_compare_run():
     def loss(u):  # a fresh loss: nothing compiled for it yet
         return PROBLEM.loss(u)
 
-    common = dict(
-        betas=[0.5], etas=[0.04, 0.02], horizon=0.4, models=["hbf2", "rgf"], chunk_size=4
-    )
+    common = dict(betas=[0.5], etas=[0.04, 0.02], horizon=0.4, models=["hbf2", "rgf"], chunk_size=4)
     results = {}
     counts = _count_compilations(
         lambda: results.setdefault(
@@ -235,8 +233,8 @@ def test_starts_are_a_grid_axis_each_equal_to_its_compare_run():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(u0=PROBLEM.x0, starts=[PROBLEM.x0]), "give u0 .* or starts .*not both"),
-        (dict(), "give u0 .* or starts .*not both or neither"),
+        (dict(u0=PROBLEM.x0, starts=[PROBLEM.x0]), r"give u0 \(one start\) or starts .*not both"),
+        (dict(), r"give u0 \(one start\) or starts \(a list of starts\)$"),
         (dict(starts=[]), "the grid is empty: starts holds no start"),
         (dict(starts=PROBLEM.x0), "starts must be a list of pytrees"),
         (dict(starts=[PROBLEM.x0, np.zeros(3)]), r"starts\[1\] must have the structure"),

@@ -43,6 +43,10 @@ SMALL = dict(betas=[0.5], etas=[0.04, 0.02], horizon=0.4, models=["rgf"])
         ({"method": "qhm"}, "method 'qhm' needs nu"),
         ({"method": ["hb", "qhm"], "nu": 1.5}, r"nu must be in \[0, 1\]"),
         ({"nu": 0.7}, "method 'hb' has no nu"),
+        ({"data": {}, "datasets": [{}]}, r"give data \(one data set\) or datasets .*not both"),
+        ({"datasets": []}, "the grid is empty: datasets holds no data set"),
+        ({"datasets": "seeds"}, "datasets must be a list of pytrees, got str"),
+        ({"datasets": [{"a": np.ones(2)}, {"a": np.ones(3)}]}, r"datasets\[1\] must have"),
     ],
 )
 def test_bad_grids_are_refused(change, match):
