@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 import hbflow
-from hbflow._cli import main
 from hbflow.testing import assert_error_order
 
 # These tests pass arguments of the wrong type on purpose, to check hbflow's own messages.
@@ -397,15 +397,6 @@ def loss_dir(tmp_path_factory):
     return folder
 
 
-def run_cli(capsys, argv):
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's own errors (a non-integer --order, ...)
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 LOSS = "hbflow_bad_losses"
 CLI_CASES = {
     # β outside [0, 1)
@@ -538,7 +529,7 @@ CLI_CASES = {
 def test_cli_rejects_bad_input(case, capsys, loss_dir, monkeypatch):
     argv, match = CLI_CASES[case]
     monkeypatch.chdir(loss_dir)
-    code, out, err = run_cli(capsys, argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2, (code, err)
     assert out == ""
     assert "Traceback" not in err

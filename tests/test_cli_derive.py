@@ -6,20 +6,14 @@ import sys
 
 import pytest
 import sympy
+from cli_runner import run_cli
 
 from hbflow import Tree, counter_terms
-from hbflow._cli import main
 
 LOCALS = {"beta": sympy.Symbol("beta"), "k": sympy.Symbol("k")}
 
 
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:  # argparse's own usage errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_json_order_four(capsys):

@@ -7,14 +7,11 @@ import sys
 import textwrap
 
 import pytest
-
-from hbflow._cli import main
+from cli_runner import run_cli
 
 
 def run(capsys, *argv):
-    code = main(["order", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, "order", *argv)
 
 
 def test_default_study(capsys):

@@ -4,19 +4,12 @@ import json
 
 import pytest
 import sympy
-
-from hbflow._cli import main
+from cli_runner import run_cli
 
 BETA = sympy.Symbol("beta")
 
 
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:  # argparse's own usage errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_shift_text_reads_like_a_paper(capsys):

@@ -3,14 +3,11 @@
 import json
 
 import pytest
-
-from hbflow._cli import main
+from cli_runner import run_cli
 
 
 def run(capsys, *argv):
-    code = main(["order", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, "order", *argv)
 
 
 def test_exact_study_as_json(capsys, tmp_path):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 import hbflow
-from hbflow._cli import main
 from hbflow._sweep import load_sweep_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,9 +81,7 @@ def test_a_folder_with_only_a_killed_write_is_taken(tmp_path):
 
 
 def _cli(capsys, *argv):
-    code = main(["sweep", *argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(capsys, "sweep", *argv)
 
 
 @pytest.mark.parametrize(
