@@ -211,7 +211,10 @@ def closed_form_characters(
     check_method(method)
     if method == "gd":
         raise ValueError("gd has no k-dependence; use coefficients_at(order, 0, method='gd')")
-    E = ExpPolyRing()
+    from ._qfactored import FExpPolyRing
+
+    # The ring of factored denominators (no gcds), with ExpPolyRing's interface.
+    E = cast(ExpPolyRing, FExpPolyRing())
     chars_k = closed_form_iterates(E, order, method, nu=nu, report=report)
     chars_k1 = chars_k.map(lambda p: E.shift(p, 1), one=E.one)
     if report is not None:
