@@ -135,12 +135,13 @@ def compose(c1: Character, c2: Character) -> Character:
     order = _common_order(c1, c2)
     one = c1.one
     values = {}
+    zero = one - one
     for tree in trees_up_to(order):
-        acc = c1[tree] if c2.empty == 1 else one - one
+        terms = [c1[tree]] if c2.empty == 1 else []
         for forest, kept, mult in root_cuts(tree):
             term = _forest_value(c1, forest, one) * c2[kept]
-            acc = acc + (term if mult == 1 else term * mult)
-        values[tree] = acc
+            terms.append(term if mult == 1 else term * mult)
+        values[tree] = _sum(terms, zero)
     return Character(values, order, c2.empty, one)
 
 
@@ -149,24 +150,37 @@ def inverse(c: Character) -> Character:
     if c.empty != 1:
         raise ValueError("only a map (empty = 1) has a group inverse")
     one = c.one
+    zero = one - one
     inv: dict[Tree, Coeff] = {}
     for tree in trees_up_to(c.order):
         # (inv . c)(tree) = inv(tree) + sum over root cuts inv(P) c(R) = 0
-        acc = one - one
+        terms = []
         for forest, kept, mult in root_cuts(tree):
             term = _forest_value(inv, forest, one) * c[kept]
-            acc = acc - (term if mult == 1 else term * mult)
-        inv[tree] = acc
+            terms.append(term if mult == 1 else term * mult)
+        inv[tree] = -_sum(terms, zero)
     return Character(inv, c.order, 1, one)
 
 
+def _sum(terms: list, zero: Coeff) -> Coeff:
+    """The sum of `terms`, by the ring's own many-term sum where it has one (`FExpPoly`
+    brings all terms to one denominator at once)."""
+    add_all = getattr(type(zero), "sum_of", None)
+    if add_all is not None:
+        return add_all(terms, zero)
+    acc = zero
+    for t in terms:
+        acc = acc + t
+    return acc
+
+
 # Polynomials in the flow time s, as coefficient lists [p0, p1, ...].
-def _smul(p: list, q: list) -> list:
-    out = [None] * (len(p) + len(q) - 1)
+def _smul(p: list, q: list, zero: Coeff) -> list:
+    products: list[list] = [[] for _ in range(len(p) + len(q) - 1)]
     for i, a in enumerate(p):
         for j, b in enumerate(q):
-            out[i + j] = a * b if out[i + j] is None else out[i + j] + a * b
-    return out
+            products[i + j].append(a * b)
+    return [_sum(terms, zero) for terms in products]
 
 
 def _sadd(p: list, q: list) -> list:
@@ -190,24 +204,23 @@ def _flow(b: Character | None, m: Character | None, order: int, one: Coeff):
     cs: dict[Tree, list] = {}
     field: dict[Tree, Coeff] = {}
     for tree in trees_up_to(order):
-        rest = [zero]
+        parts = []  # polynomials in s to add up
         for forest, kept, mult in root_cuts(tree):
             if not forest:
                 continue  # the empty cut is s * b(tree), handled below
             poly = [one]
             for t in forest:
-                poly = _smul(poly, cs[t])
+                poly = _smul(poly, cs[t], zero)
             coeff = field[kept] if mult == 1 else field[kept] * mult
-            rest = _sadd(rest, [a * coeff for a in poly])
+            parts.append([a * coeff for a in poly])
+        width = max((len(p) for p in parts), default=1)
+        rest = [_sum([p[i] for p in parts if i < len(p)], zero) for i in range(width)]
         rest = _sint(rest, zero)
         if b is not None:
             field[tree] = b[tree]
         else:
             assert m is not None  # exactly one of b and m is given
-            at_one = zero
-            for a in rest:
-                at_one = at_one + a
-            field[tree] = m[tree] - at_one
+            field[tree] = m[tree] - _sum(rest, zero)
         cs[tree] = _sadd(rest, [zero, field[tree]])
     return cs, field
 

@@ -290,11 +290,10 @@ class RationalFunction:
     @classmethod
     def from_frac(cls, value) -> RationalFunction:
         """From an element of ``QQ``, ``QQ.frac_field(beta)`` or `QBeta` (in lowest terms)."""
-        if hasattr(value, "coefficients") and hasattr(value, "num"):  # QBeta
+        if hasattr(value, "coefficients") and hasattr(value, "num"):  # QBeta: integer lists
             num_list, den_list = value.coefficients()
-            num = {i: Fraction(c) for i, c in enumerate(num_list) if c}
-            den = {i: Fraction(c) for i, c in enumerate(den_list) if c}
-        elif hasattr(value, "numer") and hasattr(value, "denom") and hasattr(value.numer, "terms"):
+            return cls._from_integers(num_list, den_list)
+        if hasattr(value, "numer") and hasattr(value, "denom") and hasattr(value.numer, "terms"):
             num = {
                 e[0]: Fraction(int(c.numerator), int(c.denominator)) for e, c in value.numer.terms()
             }
@@ -310,6 +309,14 @@ class RationalFunction:
             scale = scale * c.denominator // math.gcd(scale, c.denominator)
         nlist = [int(num.get(i, 0) * scale) for i in range(max(num) + 1)]
         dlist = [int(den.get(i, 0) * scale) for i in range(max(den) + 1)]
+        return cls._from_integers(nlist, dlist)
+
+    @classmethod
+    def _from_integers(cls, nlist: list[int], dlist: list[int]) -> RationalFunction:
+        while len(nlist) > 1 and not nlist[-1]:
+            nlist = nlist[:-1]
+        while len(dlist) > 1 and not dlist[-1]:
+            dlist = dlist[:-1]
         g = 0
         for c in nlist + dlist:
             g = math.gcd(g, c)

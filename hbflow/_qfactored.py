@@ -26,7 +26,7 @@ import functools
 import math
 from fractions import Fraction
 
-from flint import fmpq, fmpq_mpoly, fmpq_mpoly_ctx, fmpz_poly
+from flint import fmpq, fmpq_mpoly, fmpq_mpoly_ctx, fmpq_poly, fmpz_poly
 
 from ._exppoly import ExpPoly, QBeta
 
@@ -76,6 +76,15 @@ def _scale_to(num: fmpq_mpoly, den: Den, target: Den) -> fmpq_mpoly:
         if missing:
             num = num * _factor_power(d, missing)
     return num
+
+
+def _add_all(nums: list[fmpq_mpoly]) -> fmpq_mpoly:
+    if len(nums) == 1:
+        return nums[0]
+    out = nums[0] + nums[1]
+    for n in nums[2:]:
+        out += n
+    return out
 
 
 def _lcm(d1: Den, d2: Den) -> Den:
@@ -182,6 +191,32 @@ class FExpPoly:
             raise ZeroDivisionError("division by zero in FExpPoly")
         return FExpPoly(self.num * (1 / fmpq(s)), self.den)
 
+    @staticmethod
+    def sum_of(terms: list, zero=None) -> FExpPoly:
+        """The sum of many terms: those with equal denominators first, then each group
+        brought to the common denominator once (instead of once per partial sum)."""
+        groups: dict[tuple, list] = {}
+        for t in terms:
+            if not isinstance(t, FExpPoly):
+                t = FExpPoly.constant(t)
+            if t.num:
+                key = tuple(sorted(t.den.items()))
+                groups.setdefault(key, []).append(t.num)
+        if not groups:
+            return FExpPoly(_ZERO)
+        if len(groups) == 1:
+            ((key, nums),) = groups.items()
+            return FExpPoly(_add_all(nums), dict(key))
+        den: Den = {}
+        for key in groups:
+            for d, e in key:
+                if e > den.get(d, 0):
+                    den[d] = e
+        return FExpPoly(
+            _add_all([_scale_to(_add_all(nums), dict(key), den) for key, nums in groups.items()]),
+            den,
+        )
+
     def __bool__(self) -> bool:
         return not self.num.is_zero()
 
@@ -278,13 +313,9 @@ def _coefficients(p: FExpPoly) -> dict[int, dict[int, QBeta]]:
     den = _den_fmpz(p.den)
     out: dict[int, dict[int, QBeta]] = {}
     for (j, m), coeffs in sorted(buckets.items()):
-        scale = 1
-        for c in coeffs.values():
-            q = int(c.q)
-            scale = scale * q // math.gcd(scale, q)
         top = max(coeffs)
-        num = fmpz_poly([int(coeffs[i] * scale) if i in coeffs else 0 for i in range(top + 1)])
-        out.setdefault(j, {})[m] = QBeta(num, den * scale)
+        poly = fmpq_poly([coeffs.get(i, 0) for i in range(top + 1)])
+        out.setdefault(j, {})[m] = QBeta(poly.numer(), den * poly.denom())
     return out
 
 
