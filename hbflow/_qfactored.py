@@ -239,7 +239,7 @@ class FExpPoly:
         num = self.num
         den = dict(self.den)
         if den.get(0):
-            low = num.term_content().degrees()[2]
+            low = int(num.term_content().degrees()[2])
             cut = min(low, den[0])
             if cut:
                 num = num / _factor_power(0, cut)
@@ -308,8 +308,8 @@ def _factor_den(q: fmpz_poly) -> Den:
 def _coefficients(p: FExpPoly) -> dict[int, dict[int, QBeta]]:
     r"""``{j: {m: c_{j,m}}}`` with each $c_{j,m}$ the canonical `QBeta`."""
     buckets: dict[tuple[int, int], dict[int, fmpq]] = {}
-    for (m, j, i), c in p.num.terms():
-        buckets.setdefault((j, m), {})[i] = c
+    for (m, j, i), c in p.num.terms():  # FLINT's exponents are fmpz: keys must be ints
+        buckets.setdefault((int(j), int(m)), {})[int(i)] = c
     den = _den_fmpz(p.den)
     out: dict[int, dict[int, QBeta]] = {}
     for (j, m), coeffs in sorted(buckets.items()):
@@ -390,7 +390,7 @@ class FExpPolyRing:
             return FExpPoly(p.num.compose(_K + s, _B * _BETA**s, _BETA), p.den)
         # beta^(-|s| j): multiply through by beta^(|s| deg_B).
         t = -s
-        top = p.num.degrees()[1]
+        top = int(p.num.degrees()[1])
         num = _CTX.from_dict({(m, j, i + t * (top - j)): c for (m, j, i), c in p.num.terms()})
         return FExpPoly(num.compose(_K + s, _B, _BETA), _den_mul(p.den, {0: t * top}))
 
@@ -409,7 +409,7 @@ class FExpPolyRing:
         """
         buckets: dict[int, dict[int, dict[tuple[int, int, int], fmpq]]] = {}
         for (m, j, i), c in forcing.num.terms():
-            buckets.setdefault(j, {}).setdefault(m, {})[(0, 0, i)] = c
+            buckets.setdefault(int(j), {}).setdefault(int(m), {})[(0, 0, int(i))] = c
         particular = FExpPoly(_ZERO)
         for j, by_m in buckets.items():
             top = max(by_m)

@@ -97,6 +97,7 @@ def test_by_exponent_is_canonical(seed):
     p, f = _pair(random.Random(f"split {seed}"))
     split = FExpPolyRing.by_exponent(f * FExpPoly.from_exppoly(ExpPoly.constant(1)))
     assert split == ExpPolyRing().by_exponent(p)
+    assert all(type(j) is int and all(type(m) is int for m in by_m) for j, by_m in split.items())
     for by_m in split.values():
         for c in by_m.values():
             assert c.num.gcd(c.den) == 1 and c.den[c.den.degree()] > 0

@@ -65,7 +65,8 @@ def test_shipped_file_equals_derivation_from_scratch(path):
     data["derivation_version"] = DERIVATION_VERSION
     data["checksum"] = _checksum(data)
     shipped = CounterTerms.from_data(data).truncate(SCRATCH_ORDER)
-    fresh = derive_counter_terms(SCRATCH_ORDER, shipped.method, nu=shipped.nu, progress=False)
+    derived = derive_counter_terms(SCRATCH_ORDER, shipped.method, nu=shipped.nu, progress=False)
+    fresh = CounterTerms.from_data(json.loads(json.dumps(derived.to_data())))  # plain JSON data
     assert fresh.trees == shipped.trees
     wrong = [
         t.level_sequence
