@@ -70,12 +70,14 @@ def _den_fmpz(den: Den) -> fmpz_poly:
 
 
 def _scale_to(num: fmpq_mpoly, den: Den, target: Den) -> fmpq_mpoly:
-    """`num` multiplied by ``target / den`` (``den`` divides ``target``)."""
-    for d, e in target.items():
-        missing = e - den.get(d, 0)
-        if missing:
-            num = num * _factor_power(d, missing)
-    return num
+    """`num` multiplied by ``target / den`` (``den`` divides ``target``), in one product."""
+    missing = tuple((d, e - den.get(d, 0)) for d, e in sorted(target.items()) if e != den.get(d, 0))
+    return num * _multiplier(missing) if missing else num
+
+
+@functools.lru_cache(maxsize=4096)
+def _multiplier(missing: tuple[tuple[int, int], ...]) -> fmpq_mpoly:
+    return _den_poly(dict(missing))
 
 
 def _add_all(nums: list[fmpq_mpoly]) -> fmpq_mpoly:
