@@ -153,7 +153,9 @@ class FExpPoly:
         if self.den == other.den:
             return FExpPoly(self.num + other.num, self.den)
         den = _lcm(self.den, other.den)
-        return FExpPoly(_scale_to(self.num, self.den, den) + _scale_to(other.num, other.den, den), den)
+        return FExpPoly(
+            _scale_to(self.num, self.den, den) + _scale_to(other.num, other.den, den), den
+        )
 
     __radd__ = __add__
 
@@ -273,9 +275,7 @@ class FExpPoly:
         out = FExpPoly(_ZERO)
         for (m, j), c in p.terms.items():
             den = _factor_den(c.den)
-            num = _CTX.from_dict(
-                {(m, j, i): int(a) for i, a in enumerate(c.num.coeffs()) if a}
-            )
+            num = _CTX.from_dict({(m, j, i): int(a) for i, a in enumerate(c.num.coeffs()) if a})
             unit = c.den
             for d, e in den.items():
                 unit = unit // _factor_fmpz(d) ** e
