@@ -24,12 +24,22 @@ __all__ = ["PARALLEL_FROM_ORDER", "derive_workers", "start_worker"]
 #: processes costs more than they save).
 PARALLEL_FROM_ORDER = 9
 
-# The answer goes to the original stdout; anything printed while importing or deriving goes to
-# stderr instead, so that it cannot corrupt the pickle.
-_WORKER = (
-    "import os; answer = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1); "
-    "from hbflow._parallel import _main; _main(answer)"
-)
+# The worker's program.  The answer goes to the original stdout; anything printed while
+# importing or deriving goes to stderr instead, so that it cannot corrupt the pickle.  The
+# worker imports the parent's hbflow: the folder above the package goes first on sys.path
+# unless the default path already finds hbflow there.
+_WORKER = """
+import importlib.util, os, sys
+answer = os.fdopen(os.dup(1), "wb")
+os.dup2(2, 1)
+root = {root!r}
+spec = importlib.util.find_spec("hbflow")
+found = spec and spec.origin and os.path.dirname(os.path.dirname(os.path.realpath(spec.origin)))
+if found != root:
+    sys.path.insert(0, root)
+from hbflow._parallel import _main
+_main(answer)
+"""
 
 
 def derive_workers(order: int, workers: int | None = None) -> int:
@@ -71,12 +81,11 @@ class _Job:
     """A running worker; `result` waits for it and returns its answer."""
 
     def __init__(self, task):
-        package_root = str(Path(__file__).resolve().parent.parent)
+        root = os.path.realpath(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
-        env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
         env["HBFLOW_DERIVE_WORKERS"] = "1"  # a worker starts no workers of its own
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER],
+            [sys.executable, "-c", _WORKER.format(root=root)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
