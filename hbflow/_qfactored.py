@@ -290,7 +290,7 @@ def _factor_den(q: fmpz_poly) -> Den:
     """Exponents of β and of the cyclotomic polynomials in `q` (up to an integer)."""
     out: Den = {}
     rest = q
-    for d in range(0, 2 * rest.degree() + 3):
+    for d in range(0, 2 * q.degree() ** 2 + 3):  # phi(d) >= sqrt(d / 2): larger d cannot divide
         if rest.degree() == 0:
             break
         f = _factor_fmpz(d)

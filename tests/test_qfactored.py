@@ -115,5 +115,6 @@ def test_reduced_cancels_common_factors():
 
 def test_factor_den_refuses_other_denominators():
     assert _factor_den(fmpz_poly([0, 0, 1]) * fmpz_poly.cyclotomic(6) * 3) == {0: 2, 6: 1}
+    assert _factor_den(fmpz_poly.cyclotomic(30) ** 2) == {30: 2}  # degree 8, d = 30
     with pytest.raises(ValueError):
         _factor_den(fmpz_poly([1, 0, 1, 1]))
