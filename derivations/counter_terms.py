@@ -9,12 +9,14 @@ Files go to ``hbflow/_data/counter_terms_{method}_order{N}.json[.gz]`` (for qhm
 ``counter_terms_qhm_nu{p}-{q}_order{N}.json[.gz]``, one per rational ν) or ``--out DIR``, with
 the exact shifted start of the steady-state flow in ``shifted_start_{method}_order{N}.json``; the
 package loads them when their derivation version and checksum match, and derives on demand
-otherwise.  The methods are derived in parallel, one process each, up to ``--jobs``.
+otherwise.  The methods are derived in parallel, one process each, up to ``--jobs``; from order 9
+on each method shares its top order among the cores left over (`hbflow._parallel`).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from hbflow._counter_terms import _cache_stem, derive_counter_terms, write_cache
 from hbflow._derive import METHODS, check_order
+from hbflow._parallel import PARALLEL_FROM_ORDER
 from hbflow._shift import ShiftedStart, _derive_shift, write_shift_cache
 from hbflow._validate import parse_nu
 
@@ -32,9 +35,11 @@ DATA = Path(__file__).resolve().parent.parent / "hbflow" / "_data"
 SHIPPED_NU = "7/10"
 
 
-def _derive_and_write(order: int, method: str, out: Path, compressed: bool, nu) -> str:
+def _derive_and_write(
+    order: int, method: str, out: Path, compressed: bool, nu, workers: int | None = None
+) -> str:
     start = time.perf_counter()
-    ct = derive_counter_terms(order, method, nu=nu, progress=True)
+    ct = derive_counter_terms(order, method, nu=nu, progress=True, workers=workers)
     stem = _cache_stem(method, ct.nu)
     for stale in list(out.glob(f"{stem}_order*.json")) + list(out.glob(f"{stem}_order*.json.gz")):
         stale.unlink()
@@ -69,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.method or list(METHODS)
     # The slowest (nag, hb) first, so that gd fills in behind them.
     methods.sort(key=["nag", "nesterov", "hb", "qhm", "gd"].index)
-    with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(methods)))) as pool:
+    parallel = max(1, min(args.jobs, len(methods)))
+    # Each method may share its top order among worker processes (from order 9 on): the cores
+    # left over by the methods that run side by side.
+    workers = max(1, args.jobs // parallel) if args.order >= PARALLEL_FROM_ORDER else 1
+    # Fresh interpreters, not forks: the parent has imported hbflow, and with it JAX.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
         jobs = [
             pool.submit(
                 _derive_and_write,
@@ -78,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out,
                 args.compress,
                 nu if m == "qhm" else None,
+                workers,
             )
             for m in methods
         ]

@@ -134,39 +134,67 @@ def compose(c1: Character, c2: Character) -> Character:
         raise ValueError("compose(c1, c2): c1 must be a map (c1(empty) = 1)")
     order = _common_order(c1, c2)
     one = c1.one
-    values = {}
-    for tree in trees_up_to(order):
-        acc = c1[tree] if c2.empty == 1 else one - one
-        for forest, kept, mult in root_cuts(tree):
-            term = _forest_value(c1, forest, one) * c2[kept]
-            acc = acc + (term if mult == 1 else term * mult)
-        values[tree] = acc
+    values = {tree: compose_at(c1, c2, c2.empty, tree, one) for tree in trees_up_to(order)}
     return Character(values, order, c2.empty, one)
+
+
+def compose_at(
+    c1: Character | Mapping[Tree, Coeff],
+    c2: Character | Mapping[Tree, Coeff],
+    empty2: int,
+    tree: Tree,
+    one: Coeff,
+) -> Coeff:
+    r"""$(c_1\cdot c_2)(\tau)$ for one tree, from the values of $c_1$ and $c_2$ (mappings that
+    hold at least $\tau$ and its subtrees); `empty2` is $c_2(\emptyset)$."""
+    terms = [c1[tree]] if empty2 == 1 else []
+    for forest, kept, mult in root_cuts(tree):
+        term = _forest_value(c1, forest, one) * c2[kept]
+        terms.append(term if mult == 1 else term * mult)
+    return _sum(terms, one - one)
 
 
 def inverse(c: Character) -> Character:
     r"""The group inverse $c^{-1}$: $B(c^{-1}, B(c, u)) = u$."""
     if c.empty != 1:
         raise ValueError("only a map (empty = 1) has a group inverse")
-    one = c.one
     inv: dict[Tree, Coeff] = {}
     for tree in trees_up_to(c.order):
-        # (inv . c)(tree) = inv(tree) + sum over root cuts inv(P) c(R) = 0
-        acc = one - one
-        for forest, kept, mult in root_cuts(tree):
-            term = _forest_value(inv, forest, one) * c[kept]
-            acc = acc - (term if mult == 1 else term * mult)
-        inv[tree] = acc
-    return Character(inv, c.order, 1, one)
+        inv[tree] = inverse_at(inv, c, tree, c.one)
+    return Character(inv, c.order, 1, c.one)
+
+
+def inverse_at(
+    inv: Mapping[Tree, Coeff], c: Character | Mapping[Tree, Coeff], tree: Tree, one: Coeff
+) -> Coeff:
+    r"""$c^{-1}(\tau)$ given $c^{-1}$ on the trees smaller than $\tau$ (`inv`) and $c$."""
+    # (inv . c)(tree) = inv(tree) + sum over root cuts inv(P) c(R) = 0
+    terms = []
+    for forest, kept, mult in root_cuts(tree):
+        term = _forest_value(inv, forest, one) * c[kept]
+        terms.append(term if mult == 1 else term * mult)
+    return -_sum(terms, one - one)
+
+
+def _sum(terms: list, zero: Coeff) -> Coeff:
+    """The sum of `terms`, by the ring's own many-term sum where it has one (`FExpPoly`
+    brings all terms to one denominator at once)."""
+    add_all = getattr(type(zero), "sum_of", None)
+    if add_all is not None:
+        return add_all(terms, zero)
+    acc = zero
+    for t in terms:
+        acc = acc + t
+    return acc
 
 
 # Polynomials in the flow time s, as coefficient lists [p0, p1, ...].
-def _smul(p: list, q: list) -> list:
-    out = [None] * (len(p) + len(q) - 1)
+def _smul(p: list, q: list, zero: Coeff) -> list:
+    products: list[list] = [[] for _ in range(len(p) + len(q) - 1)]
     for i, a in enumerate(p):
         for j, b in enumerate(q):
-            out[i + j] = a * b if out[i + j] is None else out[i + j] + a * b
-    return out
+            products[i + j].append(a * b)
+    return [_sum(terms, zero) for terms in products]
 
 
 def _sadd(p: list, q: list) -> list:
@@ -186,30 +214,36 @@ def _flow(b: Character | None, m: Character | None, order: int, one: Coeff):
     polynomial in $s$ of degree $|\\tau|$ whose top tree enters only as $s\\,b(\\tau)$.  Given
     $b$, return $c(1)$; given $m$, fix each $b(\\tau)$ so that $c(1)(\\tau) = m(\\tau)$.
     """
-    zero = one - one
     cs: dict[Tree, list] = {}
     field: dict[Tree, Coeff] = {}
     for tree in trees_up_to(order):
-        rest = [zero]
-        for forest, kept, mult in root_cuts(tree):
-            if not forest:
-                continue  # the empty cut is s * b(tree), handled below
-            poly = [one]
-            for t in forest:
-                poly = _smul(poly, cs[t])
-            coeff = field[kept] if mult == 1 else field[kept] * mult
-            rest = _sadd(rest, [a * coeff for a in poly])
-        rest = _sint(rest, zero)
-        if b is not None:
-            field[tree] = b[tree]
-        else:
-            assert m is not None  # exactly one of b and m is given
-            at_one = zero
-            for a in rest:
-                at_one = at_one + a
-            field[tree] = m[tree] - at_one
-        cs[tree] = _sadd(rest, [zero, field[tree]])
+        b_value = None if b is None else b[tree]
+        flow_at(tree, cs, field, b_value, None if m is None else m[tree], one)
     return cs, field
+
+
+def flow_at(tree: Tree, cs: dict, field: dict, b_value, m_value, one: Coeff) -> None:
+    r"""One step of `_flow`: set ``cs[tree]`` and ``field[tree]`` from their values on the
+    smaller trees, given $b(\tau)$ (`b_value`) or else $m(\tau)$ (`m_value`)."""
+    zero = one - one
+    parts = []  # polynomials in s to add up
+    for forest, kept, mult in root_cuts(tree):
+        if not forest:
+            continue  # the empty cut is s * b(tree), handled below
+        poly = [one]
+        for t in forest:
+            poly = _smul(poly, cs[t], zero)
+        coeff = field[kept] if mult == 1 else field[kept] * mult
+        parts.append([a * coeff for a in poly])
+    width = max((len(p) for p in parts), default=1)
+    rest = [_sum([p[i] for p in parts if i < len(p)], zero) for i in range(width)]
+    rest = _sint(rest, zero)
+    if b_value is not None:
+        field[tree] = b_value
+    else:
+        assert m_value is not None  # exactly one of b and m is given
+        field[tree] = m_value - _sum(rest, zero)
+    cs[tree] = _sadd(rest, [zero, field[tree]])
 
 
 def exp(b: Character) -> Character:

@@ -80,8 +80,10 @@ def _code_of(source: str) -> str:
 
 
 def _source_hash() -> str:
+    from . import _parallel, _qfactored  # the derivation's arithmetic and its worker processes
+
     digest = hashlib.sha256()
-    for module in (_trees, _bseries, _exppoly, _derive):
+    for module in (_trees, _bseries, _exppoly, _derive, _qfactored, _parallel):
         assert module.__file__ is not None  # package modules are loaded from files
         digest.update(_code_of(Path(module.__file__).read_text(encoding="utf-8")).encode())
     return digest.hexdigest()[:16]
@@ -435,11 +437,17 @@ def _tail_rounds_to_steady(columns, beta: fmpq, k: int) -> bool:
         ctx.prec = old_prec
 
 
-def derive_counter_terms(order: int, method: str, *, nu=None, progress=None) -> CounterTerms:
+def derive_counter_terms(
+    order: int, method: str, *, nu=None, progress=None, workers: int | None = None
+) -> CounterTerms:
     """Derive without any cache: the closed form (hb, nag, nesterov, qhm at `nu`), Euler's for gd.
 
     `progress`: report each stage on stderr once the derivation has run for a second (``True``),
     never (``False``), or when stderr is a terminal (``None``).
+
+    `workers`: processes sharing the trees of the top order; ``None`` for the default of
+    `hbflow._parallel.derive_workers` (``$HBFLOW_DERIVE_WORKERS``, else one per core from
+    order 9 on).  The result does not depend on it.
     """
     check_order(order)
     check_method(method)
@@ -449,7 +457,7 @@ def derive_counter_terms(order: int, method: str, *, nu=None, progress=None) -> 
         values = _derive.coefficients_at(order, 0, method="gd", as_sympy=False)
         terms = {t: {(0, 0): cast(RationalFunction, v)} for t, v in values.items()}
         return CounterTerms("gd", order, terms)
-    closed = _derive.closed_form_characters(order, method, report, nu=nu)
+    closed = _derive.closed_form_characters(order, method, report, nu=nu, workers=workers)
     report("exact coefficients")
     terms = {
         tree: {

@@ -218,7 +218,7 @@ def coefficients_up_to(
 
 
 def closed_form_characters(
-    order: int, method: str, report=None, *, nu=None
+    order: int, method: str, report=None, *, nu=None, workers: int | None = None
 ) -> dict[Tree, dict[int, dict[int, QBeta]]]:
     r"""$b_k$ in closed form: for each tree, ``{(j, m): c_{j,m}}`` with
     $b_k(\tau) = \sum c_{j,m}(\beta)\,k^m \beta^{jk}$, $c_{j,m} \in \mathbb{Q}(\beta)$.
@@ -227,21 +227,110 @@ def closed_form_characters(
     ``"qhm"`` (a rational, required there and refused elsewhere).
 
     `report`, if given, is called with a short description of each stage as it starts.
+
+    `workers`: processes to share the trees of the top order among (each worker derives the
+    lower orders itself, then its share: the values of one tree depend only on smaller
+    trees); ``None`` for the default of `hbflow._parallel.derive_workers` (one below order 9,
+    else one per core).
+    The result does not depend on it.
     """
     check_order(order)
     check_method(method)
     if method == "gd":
         raise ValueError("gd has no k-dependence; use coefficients_at(order, 0, method='gd')")
-    E = ExpPolyRing()
-    chars_k = closed_form_iterates(E, order, method, nu=nu, report=report)
-    chars_k1 = chars_k.map(lambda p: E.shift(p, 1), one=E.one)
+    nu_value = parse_nu(nu, method)
+    top = [t for t in trees_up_to(order) if t.order == order]
+    from ._parallel import derive_workers, start_worker
+
+    shares = _shares(top, derive_workers(order, workers))
+    if len(shares) == 1:
+        return _closed_form_part(order, method, nu_value, top, report, lower=True)
+
+    running = []
+    try:
+        for share in shares[1:]:
+            running.append(start_worker((order, method, nu_value, share)))
+        out = _closed_form_part(order, method, nu_value, shares[0], report, lower=True)
+        if report is not None:
+            report(f"the other {len(running)} share(s) of order {order}, in worker processes")
+        for job in running:
+            for seq, parts in job.result().items():
+                out[Tree.from_level_sequence(seq)] = {
+                    j: {m: _qbeta_of(num, den) for m, (num, den) in by_m.items()}
+                    for j, by_m in parts.items()
+                }
+    except BaseException:
+        for job in running:
+            job.cancel()
+        raise
+    return {tree: out[tree] for tree in trees_up_to(order)}
+
+
+def _shares(top: list[Tree], workers: int) -> list[list[Tree]]:
+    """Split the trees of the top order into at most `workers` shares of similar cost: the
+    largest first (by their number of root cuts), each to the share with the fewest cuts."""
+    from ._bseries import root_cuts
+
+    workers = max(1, min(workers, len(top)))
+    shares: list[list[Tree]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for tree in sorted(top, key=lambda t: (-len(root_cuts(t)), t)):
+        i = load.index(min(load))
+        shares[i].append(tree)
+        load[i] += len(root_cuts(tree)) + 1
+    return [sorted(share) for share in shares if share]
+
+
+def _qbeta_of(num: tuple[int, ...], den: tuple[int, ...]) -> QBeta:
+    from flint import fmpz_poly
+
+    return QBeta(fmpz_poly(list(num)), fmpz_poly(list(den)), reduced=True)
+
+
+def _closed_form_part(
+    order: int, method: str, nu, top: list[Tree], report=None, *, lower: bool
+) -> dict[Tree, dict[int, dict[int, QBeta]]]:
+    """`closed_form_characters` on the trees `top` of the top order (and on every smaller tree
+    if `lower`), deriving every smaller tree on the way."""
+    from ._bseries import compose_at, flow_at, inverse_at
+    from ._qfactored import FExpPoly, FExpPolyRing
+
+    ring = FExpPolyRing()
+    trees = [t for t in trees_up_to(order) if t.order < order] + list(top)
+    # FExpPolyRing has the interface of ExpPolyRing that the recurrences use.
+    ak: dict[Tree, FExpPoly] = _iterate_values(cast(ExpPolyRing, ring), trees, method, nu, report)
     if report is not None:
         report("the one-step map a_k^-1 · a_(k+1)")
-    step = compose(inverse(chars_k), chars_k1)
+    inv: dict[Tree, FExpPoly] = {}
+    step: dict[Tree, FExpPoly] = {}
+    shifted: dict[Tree, FExpPoly] = {}
+    for tree in trees:
+        shifted[tree] = ring.shift(ak[tree], 1)
+        inv[tree] = inverse_at(inv, ak, tree, ring.one)
+        # Cancelling the factors common to numerator and denominator here shortens the
+        # numerators of the logarithm by about a quarter.
+        step[tree] = compose_at(inv, shifted, 1, tree, ring.one).reduced()
     if report is not None:
         report("its logarithm b_k")
-    b = log(step)
-    return {tree: E.by_exponent(p) for tree, p in b.items()}
+    cs: dict[Tree, list] = {}
+    field: dict[Tree, FExpPoly] = {}
+    for tree in trees:
+        flow_at(tree, cs, field, None, step[tree], ring.one)
+    return {tree: ring.by_exponent(field[tree]) for tree in (trees if lower else top)}
+
+
+def _worker_task(task) -> dict:
+    """One worker's share (see `hbflow._parallel`): ``(order, method, nu, trees)`` in, the
+    coefficients of those trees as plain integer tuples out."""
+    order, method, nu, share = task
+    values = _closed_form_part(order, method, nu, list(share), lower=False)
+    return {
+        tree.level_sequence: {
+            j: {m: tuple(tuple(half) for half in c.coefficients()) for m, c in by_m.items()}
+            for j, by_m in parts.items()
+        }
+        for tree, parts in values.items()
+    }
 
 
 def closed_form_iterates(
@@ -259,13 +348,18 @@ def closed_form_iterates(
     """
     check_order(order)
     check_method(method)
-    nu_value = parse_nu(nu, method)
+    ak = _iterate_values(E, trees_up_to(order), method, parse_nu(nu, method), report)
+    return Character(ak, order, 1, E.one)
+
+
+def _iterate_values(E: ExpPolyRing, trees, method: str, nu_value, report=None) -> dict:
+    """`closed_form_iterates` on `trees` (each listed after its subtrees) as a dict."""
     two_gradient = method in _TWO_GRADIENT
     c0, c1 = method_coefficients(method, E.beta, nu_value) if two_gradient else (None, None)
     a = _lookahead(method, E.beta)
     ak: dict[Tree, ExpPoly] = {}
     ek: dict[Tree, ExpPoly] = {}
-    for tree in trees_up_to(order):
+    for tree in trees:
         if report is not None and (not ak or tree.order > max(t.order for t in ak)):
             report(f"recurrences for the trees of order {tree.order}")
         if two_gradient:
@@ -284,7 +378,7 @@ def closed_form_iterates(
             # a_0(tree) = 0 and a_1(tree) = D(e_0)(tree) = [tree is a leaf], since e_0 = identity.
             a1 = E.field.one if not tree.children else E.field.zero
         ak[tree] = E.solve_recurrence(forcing, E.field.zero, a1)
-    return Character(ak, order, 1, E.one)
+    return ak
 
 
 # --- exact coefficients as plain data --------------------------------------------------------
@@ -308,11 +402,10 @@ class RationalFunction:
     @classmethod
     def from_frac(cls, value) -> RationalFunction:
         """From an element of ``QQ``, ``QQ.frac_field(beta)`` or `QBeta` (in lowest terms)."""
-        if hasattr(value, "coefficients") and hasattr(value, "num"):  # QBeta
+        if hasattr(value, "coefficients") and hasattr(value, "num"):  # QBeta: integer lists
             num_list, den_list = value.coefficients()
-            num = {i: Fraction(c) for i, c in enumerate(num_list) if c}
-            den = {i: Fraction(c) for i, c in enumerate(den_list) if c}
-        elif hasattr(value, "numer") and hasattr(value, "denom") and hasattr(value.numer, "terms"):
+            return cls._from_integers(num_list, den_list)
+        if hasattr(value, "numer") and hasattr(value, "denom") and hasattr(value.numer, "terms"):
             num = {
                 e[0]: Fraction(int(c.numerator), int(c.denominator)) for e, c in value.numer.terms()
             }
@@ -328,6 +421,14 @@ class RationalFunction:
             scale = scale * c.denominator // math.gcd(scale, c.denominator)
         nlist = [int(num.get(i, 0) * scale) for i in range(max(num) + 1)]
         dlist = [int(den.get(i, 0) * scale) for i in range(max(den) + 1)]
+        return cls._from_integers(nlist, dlist)
+
+    @classmethod
+    def _from_integers(cls, nlist: list[int], dlist: list[int]) -> RationalFunction:
+        while len(nlist) > 1 and not nlist[-1]:
+            nlist = nlist[:-1]
+        while len(dlist) > 1 and not dlist[-1]:
+            dlist = dlist[:-1]
         g = 0
         for c in nlist + dlist:
             g = math.gcd(g, c)

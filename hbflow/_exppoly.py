@@ -11,11 +11,13 @@ millisecond for an addition in sympy's own fraction field.  Every result is exac
 (lowest terms, denominator with positive leading coefficient).
 
 $\mathbb{Q}(\beta)$ has three representations in hbflow, each for one job: `QBeta` here is the
-arithmetic of the closed-form derivation (it must be fast); `hbflow.RationalFunction` is the
-result as plain data (integer coefficient tuples: hashable, JSON-serialisable, evaluable at a
-``Fraction`` or an ``mpmath`` number without FLINT); and sympy's ``QQ.frac_field(beta)`` runs the
-recurrence of `hbflow.coefficients_at`, the second construction, on purpose in an arithmetic
-independent of `QBeta`, so that the two constructions check each other.
+canonical form of each derived coefficient (the derivation itself runs in the factored
+denominators of `hbflow._qfactored`, which the tests compare with `ExpPoly`);
+`hbflow.RationalFunction` is the result as plain data (integer coefficient tuples: hashable,
+JSON-serialisable, evaluable at a ``Fraction`` or an ``mpmath`` number without FLINT); and
+sympy's ``QQ.frac_field(beta)`` runs the recurrence of `hbflow.coefficients_at`, the second
+construction, on purpose in an arithmetic independent of `QBeta`, so that the two constructions
+check each other.
 
 The heavy-ball recurrences of docs/theory.md#iterates-as-b-series have the characteristic polynomial
 $(x-1)(x-\beta)$; `ExpPolyRing.solve_recurrence` solves them by undetermined coefficients, with
