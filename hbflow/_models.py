@@ -469,14 +469,18 @@ class ShiftedSteadyStateFlow(AbstractContinuousModel):
     def trees(self) -> tuple[Tree, ...]:
         return trees_up_to(int(self.alpha))
 
-    def order(self, method: str, beta: RealScalarLike) -> int:
-        _checked(method, beta)
+    def order(self, method: str, beta: RealScalarLike, *, nu: RealScalarLike | None = None) -> int:
+        from ._shift import check_shift_method
+
+        method, _, _ = _checked(method, beta, nu)
+        check_shift_method(method)
         return int(self.alpha)
 
-    def coefficients(self, method, beta, num_pieces):
-        from ._shift import shifted_start
+    def coefficients(self, method, beta, num_pieces, *, nu=None):
+        from ._shift import check_shift_method, shifted_start
 
-        method, beta, _ = _checked(method, beta)
+        method, beta, _ = _checked(method, beta, nu)
+        check_shift_method(method)
         num_pieces = check_count(num_pieces, "num_pieces")
         m = len(self.trees)
         steady = counter_terms(int(self.alpha), method).steady_state_values(beta)

@@ -44,7 +44,22 @@ from ._derive import RationalFunction, _iterate_characters, closed_form_iterates
 from ._exppoly import ExpPoly, ExpPolyRing, QBeta
 from ._trees import Tree, trees_up_to
 
-__all__ = ["ShiftedStart", "shifted_start", "SHIFT_VERSION"]
+__all__ = ["ShiftedStart", "shifted_start", "SHIFT_VERSION", "SHIFT_METHODS"]
+
+#: The methods whose shifted start is derived.  For qhm, ψ would depend on ν as well as β (a
+#: derivation and a cache per ν, as its counter terms have); it is not derived.
+SHIFT_METHODS = ("hb", "nag", "gd", "nesterov")
+
+
+def check_shift_method(method: str) -> str:
+    """`method` if its shifted start is derived, else a `ValueError` that says which are."""
+    method = check_method(method)
+    if method not in SHIFT_METHODS:
+        raise ValueError(
+            f"the shifted start is derived for the methods {', '.join(SHIFT_METHODS)}, not "
+            f"{method!r} (for qhm it would depend on nu); its hbfN and steadyN models apply"
+        )
+    return method
 
 
 def _source_hash() -> str:
@@ -254,16 +269,17 @@ def shifted_start(order: int, method: str = "hb", *, use_cache: bool = True) -> 
     **Arguments:**
 
     - `order`: an integer $\ge 1$.
-    - `method`: ``"hb"``, ``"nag"`` or ``"gd"``.
+    - `method`: ``"hb"``, ``"nag"``, ``"gd"`` or ``"nesterov"`` (`SHIFT_METHODS`).
     - `use_cache`: load from and save to the cache directories of `hbflow.counter_terms`.
 
     **Returns:** a `ShiftedStart`, exact coefficients rational in β.
 
-    **Raises:** `ValueError` for an order < 1 or an unknown method; `ArithmeticError` if the
+    **Raises:** `ValueError` for an order < 1 or a method outside `SHIFT_METHODS`;
+    `ArithmeticError` if the
     $k$-dependence of the steady part fails to cancel (a bug, never expected).
     """
     check_order(order)
-    check_method(method)
+    check_shift_method(method)
     return _shifted_start(order, method, bool(use_cache))
 
 

@@ -29,6 +29,13 @@ def test_first_coefficients_hb_by_hand():
     assert sympy.simplify(s.coefficient(STEM) - b * (2 + b) / (1 - b) ** 4) == 0
 
 
+def test_first_coefficient_nesterov_by_hand():
+    # optax's Nesterov: v_1 = (1+β) and v_j = βv_{j-1} + 1 (j ≥ 2) in units of -η∇L, so
+    # v_j - 1/(1-β) = -β^{j+1}/(1-β) and psi(•) = Σ_j (v_j - v_∞) = -β²/(1-β)².
+    s = shifted_start(1, "nesterov", use_cache=False)
+    assert sympy.simplify(s.coefficient(LEAF) + b**2 / (1 - b) ** 2) == 0
+
+
 def test_first_coefficients_nag_by_hand():
     # NAG's leaf is HB's (D(e)(•) = 1 whatever e); at order 2 the forcing gains β γ_{k-1}
     # = β(1 - β^k)/(1-β), which adds -β(1+β)/(1-β)^3 to the k-free part:

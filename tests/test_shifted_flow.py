@@ -29,7 +29,9 @@ def tall(n):
 # For L = ½ u·Qu, F(tall_n)(u) = (-Q)^n u and every other elementary differential vanishes, so the
 # shifted steady flow of order N is linear: per eigenvalue q, with z = -ηq,
 #   u(t_k) = exp(k φ(z)) (1 + Σ_n ψ_n z^n) u_0,   φ(z) = Σ_{n≤N} b_∞(tall_n) z^n,
-# while the iterates solve x_{k+1} = (1+β)x_k - βx_{k-1} + z((1+a)x_k - a x_{k-1}) exactly.
+# while the iterates solve x_{k+1} = (1+β)x_k - βx_{k-1} + z(c_0 x_k - c_1 x_{k-1}) exactly, with
+# (c_0, c_1) = (1+a, a) for HB (a = 0) and NAG (a = β), and (1+β, β) for optax's Nesterov, whose
+# buffer starts at zero: no c_1 term on the first step.
 
 EIGS = np.array([1.0, 4.0])
 
@@ -39,6 +41,7 @@ def oracle_errors(method, beta, order, eta, horizon, after):
     b_inf = [float(ct.steady_state(tall(n), beta)) for n in range(1, order + 1)]
     psi = [float(s.coefficient(tall(n), beta)) for n in range(1, order + 1)]
     a = beta if method == "nag" else 0.0
+    c0, c1 = (1 + beta, beta) if method == "nesterov" else (1 + a, a)
     z = -eta * EIGS
     phi = sum(c * z**n for n, c in enumerate(b_inf, 1))
     start = 1 + sum(c * z**n for n, c in enumerate(psi, 1))
@@ -48,14 +51,16 @@ def oracle_errors(method, beta, order, eta, horizon, after):
     for k in range(num + 1):
         if k * eta >= after - 1e-12:
             errors.append(np.linalg.norm(cur - np.exp(k * phi) * start))
-        prev, cur = cur, (1 + beta) * cur - beta * prev + z * ((1 + a) * cur - a * prev)
+        first = k == 0 and method == "nesterov"  # NAG looks ahead from u_{-1} = u_0 instead
+        force = c0 * cur - (0.0 if first else c1 * prev)
+        prev, cur = cur, (1 + beta) * cur - beta * prev + z * force
     return max(errors)
 
 
 QUADRATIC_ETAS = {0.5: [0.01, 0.005, 0.0025], 0.9: [0.001, 0.0005, 0.00025]}
 
 
-@pytest.mark.parametrize("method", ["hb", "nag"])
+@pytest.mark.parametrize("method", ["hb", "nag", "nesterov"])
 @pytest.mark.parametrize("beta", [0.5, 0.9])
 def test_quadratic_oracle_order_outside_the_layer(method, beta):
     etas = QUADRATIC_ETAS[beta]
@@ -222,3 +227,25 @@ def test_bad_after(after, without_runtime_type_checks):
         ValueError, match=r"after must be a finite number with 0 <= after < horizon"
     ):
         compare(p.loss, p.u0, method="hb", beta=0.5, etas=[0.1, 0.05], horizon=2.0, after=after)
+
+
+def test_qhm_has_no_shifted_start(without_runtime_type_checks):
+    # psi of qhm would depend on nu: refused by name, by the model and by compare.
+    with pytest.raises(
+        ValueError, match=r"derived for the methods hb, nag, gd, nesterov, not 'qhm'"
+    ):
+        shifted_start(2, "qhm")
+    with pytest.raises(ValueError, match="not 'qhm'"):
+        model_from_name("shifted2").order("qhm", 0.5, nu=0.7)
+    problem = get_problem("himmelblau-scaled")
+    with pytest.raises(ValueError, match="not 'qhm'"):
+        compare(
+            problem.loss,
+            problem.u0,
+            method="qhm",
+            nu=0.7,
+            beta=0.5,
+            etas=[0.1, 0.05],
+            horizon=1.0,
+            models=["shifted2"],
+        )
