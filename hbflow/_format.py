@@ -431,14 +431,17 @@ def _views(ct, k, beta, steady_state, progress=None):
     return by_order, value
 
 
+#: The methods as the titles name them.
+METHOD_NAMES = {
+    "hb": "heavy ball",
+    "nag": "Nesterov",
+    "gd": "gradient descent",
+    "nesterov": "optax/PyTorch Nesterov momentum",
+    "qhm": "quasi-hyperbolic momentum",
+}
+
+
 def _title(ct, k, beta, steady_state) -> str:
-    names = {
-        "hb": "heavy ball",
-        "nag": "Nesterov",
-        "gd": "gradient descent",
-        "nesterov": "optax/PyTorch Nesterov momentum",
-        "qhm": "quasi-hyperbolic momentum",
-    }
     where = (
         "steady state (k → ∞)"
         if steady_state
@@ -446,7 +449,8 @@ def _title(ct, k, beta, steady_state) -> str:
     )
     value = "" if ct.nu is None else f", ν = {ct.nu}"
     value += "" if beta is None else f", β = {parse_beta(beta)}"
-    return f"HBF field of {names[ct.method]} ({ct.method}{value}), order {ct.order}, {where}"
+    name = METHOD_NAMES[ct.method]
+    return f"HBF field of {name} ({ct.method}{value}), order {ct.order}, {where}"
 
 
 def _base(style: _Style, value: Fraction | None, j: int) -> str:
@@ -703,10 +707,9 @@ def _shift_shown(start, tree, value: Fraction | None, style: _Style) -> str | No
 
 
 def _shift_title(start, value: Fraction | None) -> str:
-    names = {"hb": "heavy ball", "nag": "Nesterov", "gd": "gradient descent"}
     where = "" if value is None else f", β = {value}"
     return (
-        f"Shifted start of the steady-state flow of {names[start.method]} "
+        f"Shifted start of the steady-state flow of {METHOD_NAMES[start.method]} "
         f"({start.method}{where}), order {start.order}"
     )
 

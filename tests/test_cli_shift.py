@@ -46,6 +46,18 @@ def test_shift_at_a_beta_and_in_latex(capsys):
     assert code == 0 and "u0' = u0" in out and "∇L" not in out.split("u0' = u0")[1].split("\n\n")[0]
 
 
+def test_shift_of_library_nesterov_and_qhm_refused(capsys):
+    # psi(•) = -β²/(1-β)² for optax's Nesterov, shown in loss notation as +β²/(1-β)² ∇L.
+    code, out, err = run(capsys, "derive", "--order", "2", "--shift", "--method", "nesterov")
+    assert code == 0, err
+    assert out.startswith("Shifted start of the steady-state flow of optax/PyTorch Nesterov")
+    assert "    + η · [β^2/(1 - β)^2] ∇L" in out.splitlines()
+    code, out, err = run(
+        capsys, "derive", "--order", "2", "--shift", "--method", "qhm", "--nu", "0.7"
+    )
+    assert code == 2 and out == "" and "not 'qhm'" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "argv,match",
     [
