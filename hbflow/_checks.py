@@ -82,6 +82,21 @@ def _is_bool_array(x: Any) -> bool:
     return dtype is not None and hasattr(x, "shape") and np.dtype(dtype) == np.bool_
 
 
+def _read_exact(x: Any) -> Fraction:
+    """A number as an exact rational: a float through its ``repr`` (``0.7`` is $7/10$), a string
+    as written, a sympy ``Rational`` or anything ``Fraction`` takes as it is; bools refused
+    (`TypeError`)."""
+    if isinstance(x, bool):
+        raise TypeError(f"a bool is not a number here, got {x!r}")
+    if isinstance(x, float):
+        return Fraction(repr(x))
+    if isinstance(x, str):
+        return Fraction(x.strip())
+    if hasattr(x, "p") and hasattr(x, "q"):  # a sympy Rational
+        return Fraction(int(x.p), int(x.q))
+    return Fraction(x)
+
+
 def parse_beta(beta: Any, method: str | None = None, *, name: str = "beta") -> Fraction | None:
     """Read β exactly: ``None`` stays symbolic; a float is read as the decimal it prints as.
 
@@ -94,16 +109,7 @@ def parse_beta(beta: Any, method: str | None = None, *, name: str = "beta") -> F
     if beta is None:
         return None
     try:
-        if isinstance(beta, bool):
-            raise TypeError
-        if isinstance(beta, float):
-            value = Fraction(repr(beta))
-        elif isinstance(beta, str):
-            value = Fraction(beta.strip())
-        elif hasattr(beta, "p") and hasattr(beta, "q"):  # a sympy Rational
-            value = Fraction(int(beta.p), int(beta.q))
-        else:
-            value = Fraction(beta)
+        value = _read_exact(beta)
     except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         raise ValueError(f"{name} must be a number in [0, 1), got {beta!r}") from None
     _check_beta_range(value, beta, method, name)
@@ -154,16 +160,7 @@ def parse_nu(nu: Any, method: str | None, *, name: str = "nu") -> Fraction | Non
     if not _nu_required(method, nu, name):
         return None
     try:
-        if isinstance(nu, bool):
-            raise TypeError
-        if isinstance(nu, float):
-            value = Fraction(repr(nu))
-        elif isinstance(nu, str):
-            value = Fraction(nu.strip())
-        elif hasattr(nu, "p") and hasattr(nu, "q"):  # a sympy Rational
-            value = Fraction(int(nu.p), int(nu.q))
-        else:
-            value = Fraction(nu)
+        value = _read_exact(nu)
     except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         raise ValueError(f"{name} must be a number in [0, 1], got {nu!r}") from None
     if not (0 <= value <= 1):
