@@ -116,7 +116,8 @@ _EXPORTS = {
     "stochastic_problem_names": "_stochastic",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# Built from the table at run time; type checkers take the names from the block at the end.
+__all__ = ["__version__", *_EXPORTS]  # pyright: ignore[reportUnsupportedDunderAll]
 
 
 def __getattr__(name: str):
