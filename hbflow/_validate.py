@@ -23,44 +23,18 @@ from jax.experimental import checkify
 
 from ._checks import (
     METHODS as METHODS,
-)
-from ._checks import (
     METHODS_WITH_NU as METHODS_WITH_NU,
-)
-from ._checks import (
     check_after as check_after,
-)
-from ._checks import (
     check_beta as check_beta,
-)
-from ._checks import (
     check_count as check_count,
-)
-from ._checks import (
     check_method as check_method,
-)
-from ._checks import (
     check_nu as check_nu,
-)
-from ._checks import (
     check_order as check_order,
-)
-from ._checks import (
     check_positive as check_positive,
-)
-from ._checks import (
     common_multiple as common_multiple,
-)
-from ._checks import (
     exact_step_size as exact_step_size,
-)
-from ._checks import (
     horizon_hint as horizon_hint,
-)
-from ._checks import (
     parse_beta as parse_beta,
-)
-from ._checks import (
     parse_nu as parse_nu,
 )
 from ._custom_types import PyTree

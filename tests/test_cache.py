@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import sympy
 
-from hbflow import _counter_terms as cache
-from hbflow import counter_terms
+from hbflow import _counter_terms as cache, counter_terms
 
 
 def test_shipped_files_are_current():

@@ -16,8 +16,7 @@ import pytest
 import sympy
 from flint import fmpz_poly
 
-from hbflow import _counter_terms as cache
-from hbflow import _derive, counter_terms
+from hbflow import _counter_terms as cache, _derive, counter_terms
 from hbflow._bseries import Character, compose, inverse, log
 from hbflow._cli import main
 from hbflow._derive import RationalFunction

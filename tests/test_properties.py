@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy.linalg import expm
 
 import hbflow
