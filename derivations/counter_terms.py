@@ -9,8 +9,9 @@ Files go to ``hbflow/_data/counter_terms_{method}_order{N}.json[.gz]`` (for qhm
 ``counter_terms_qhm_nu{p}-{q}_order{N}.json[.gz]``, one per rational ν) or ``--out DIR``, with
 the exact shifted start of the steady-state flow of hb, nag and gd in
 ``shifted_start_{method}_order{N}.json``; the package loads them when their derivation version
-and checksum match, and derives on demand otherwise.  The methods are derived in parallel, one process each, up to ``--jobs``; from order 9
-on each method shares its top order among the cores left over (`hbflow._parallel`).
+and checksum match, and derives on demand otherwise.  The methods are derived in parallel, one
+process each, up to ``--jobs``; from order 9 on each method shares its top order among the
+cores left over (`hbflow._parallel`).
 """
 
 from __future__ import annotations

@@ -39,15 +39,14 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from flint import arb, arb_mat, ctx, fmpq, fmpz_poly
 
-from . import _bseries, _derive, _exppoly, _trees
+from . import _bseries, _derive, _exppoly, _parallel, _qfactored, _trees
+from ._checks import check_beta, check_count, check_method, check_order, parse_beta, parse_nu
 from ._derive import RationalFunction, _horner, k_symbol
 from ._exppoly import beta_symbol
 from ._trees import Tree, trees_up_to
 
 if TYPE_CHECKING:
     import sympy
-
-from ._checks import check_beta, check_count, check_method, check_order, parse_beta, parse_nu
 
 __all__ = ["CounterTerms", "counter_terms", "DERIVATION_VERSION", "CONVENTION"]
 
@@ -80,8 +79,7 @@ def _code_of(source: str) -> str:
 
 
 def _source_hash() -> str:
-    from . import _parallel, _qfactored  # the derivation's arithmetic and its worker processes
-
+    # The derivation: trees, B-series, its arithmetic, the recurrences and the worker processes.
     digest = hashlib.sha256()
     for module in (_trees, _bseries, _exppoly, _derive, _qfactored, _parallel):
         assert module.__file__ is not None  # package modules are loaded from files

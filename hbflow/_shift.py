@@ -275,8 +275,8 @@ def shifted_start(order: int, method: str = "hb", *, use_cache: bool = True) -> 
     **Returns:** a `ShiftedStart`, exact coefficients rational in β.
 
     **Raises:** `ValueError` for an order < 1 or a method outside `SHIFT_METHODS`;
-    `ArithmeticError` if the
-    $k$-dependence of the steady part fails to cancel (a bug, never expected).
+    `ArithmeticError` if the $k$-dependence of the steady part fails to cancel (a bug, never
+    expected).
     """
     check_order(order)
     check_shift_method(method)
