@@ -11,6 +11,7 @@ which re-exports these.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -168,17 +169,23 @@ def parse_nu(nu: Any, method: str | None, *, name: str = "nu") -> Fraction | Non
     return value
 
 
-def check_positive(x, name: str) -> float:
-    """`x` as a finite float > 0, else a `ValueError` naming `name` (strings and bools refused)."""
+def _finite_float(x: Any, message: str, accept: Callable[[float], bool]) -> float:
+    """`x` as a finite float that `accept`s, else ``ValueError(f"{message}, got {x!r}")``;
+    strings and bools are refused even where ``float`` would take them."""
     if isinstance(x, (bool, str, bytes)):
-        raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
+        raise ValueError(f"{message}, got {x!r}")
     try:
         value = float(x)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {x!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
+        raise ValueError(f"{message}, got {x!r}") from None
+    if not (math.isfinite(value) and accept(value)):
+        raise ValueError(f"{message}, got {x!r}")
     return value
+
+
+def check_positive(x, name: str) -> float:
+    """`x` as a finite float > 0, else a `ValueError` naming `name` (strings and bools refused)."""
+    return _finite_float(x, f"{name} must be a finite number > 0", lambda v: v > 0)
 
 
 def exact_step_size(eta: Any) -> Fraction:
@@ -257,15 +264,7 @@ def _or(horizons: list[Fraction]) -> str:
 def check_after(after: Any, horizon: float, *, name: str = "after") -> float:
     """The start $T_0$ of the error window: a finite number with $0 \\le T_0 <$ `horizon`."""
     message = f"{name} must be a finite number with 0 <= {name} < horizon = {horizon:g}"
-    if isinstance(after, (bool, str, bytes)):
-        raise ValueError(f"{message}, got {after!r}")
-    try:
-        value = float(after)
-    except (TypeError, ValueError):
-        raise ValueError(f"{message}, got {after!r}") from None
-    if not (math.isfinite(value) and 0 <= value < horizon):
-        raise ValueError(f"{message}, got {after!r}")
-    return value
+    return _finite_float(after, message, lambda v: 0 <= v < horizon)
 
 
 def check_count(n: Any, name: str, *, minimum: int = 1) -> int:
