@@ -477,14 +477,14 @@ class ShiftedSteadyStateFlow(AbstractContinuousModel):
         return int(self.alpha)
 
     def coefficients(self, method, beta, num_pieces, *, nu=None):
-        from ._shift import check_shift_method, shifted_start
+        from ._shift import shifted_start
 
         method, beta, _ = _checked(method, beta, nu)
-        check_shift_method(method)
         num_pieces = check_count(num_pieces, "num_pieces")
         m = len(self.trees)
-        steady = counter_terms(int(self.alpha), method).steady_state_values(beta)
+        # shifted_start first: it names the methods it is derived for (qhm's needs nu).
         psi = shifted_start(int(self.alpha), method).values(beta)
+        steady = counter_terms(int(self.alpha), method).steady_state_values(beta)
         values = _check_table(
             np.concatenate([steady, psi]), (2 * m,), f"shifted{self.alpha} coefficients"
         )
