@@ -276,20 +276,33 @@ class CounterTerms:
         return data
 
     @classmethod
-    def from_data(cls, data: dict) -> CounterTerms:
+    def from_data(cls, data: dict, order: int | None = None) -> CounterTerms:
         """Rebuild from `to_data`'s object after checking format, version and checksum.
+
+        With `order`, only the trees up to that order are read (the same as `truncate`).
 
         **Raises:** `ValueError` for anything else, including a single edited number.
         """
         check_file_data(data, "counter-terms", _FORMAT, DERIVATION_VERSION)
+        return cls._from_checked(data, order)
+
+    @classmethod
+    def _from_checked(cls, data: dict, order: int | None) -> CounterTerms:
+        stored = int(data["order"])
+        if order is None:
+            order = stored
+        elif not 1 <= order <= stored:
+            raise ValueError(f"order must be between 1 and {stored} to read this file, got {order}")
         terms = {}
         for entry in data["trees"]:
+            if len(entry["tree"]) > order:  # a tree's order is its number of nodes
+                continue
             tree = Tree.from_level_sequence(entry["tree"])
             terms[tree] = {
                 (int(j), int(m)): RationalFunction.from_json([n, d])
                 for j, m, n, d in entry["terms"]
             }
-        return cls(data["method"], int(data["order"]), terms, nu=data.get("nu"))
+        return cls(data["method"], order, terms, nu=data.get("nu"))
 
 
 def _value_at(c: RationalFunction, beta: fmpq) -> fmpq:
@@ -578,39 +591,49 @@ def write_cache(ct: CounterTerms, directory: Path, *, compressed: bool = False) 
     return path
 
 
-def read_cache(path: Path) -> CounterTerms:
+def read_cache(
+    path: Path, order: int | None = None, *, file_order: int | None = None
+) -> CounterTerms:
     """Load one cache file, verifying its format, derivation version and checksum.
+
+    With `order`, only the trees up to that order are built (the file is checked whole);
+    with `file_order`, the file must hold exactly that order (its name says so).
 
     **Raises:** `ValueError` (or `OSError`) for a file that is damaged, edited, of another
     version or of the wrong shape.
     """
     raw = path.read_bytes()
-    # The orders 1, 2, … of one study (HBF1, HBF2, …) all truncate one stored file: its contents
-    # are parsed and checked once, keyed by their hash, so an edited file is read again.
+    # The orders 1, 2, … of one study (HBF1, HBF2, …) all read one stored file: its contents are
+    # parsed and checked once, keyed by their hash, so an edited file is read again; each order
+    # builds only its own trees.
     key = (path.name.endswith(".gz"), hashlib.sha256(raw).digest())
-    if key in _READ:
-        return _READ[key]
-    if path.name.endswith(".gz"):
+    data = _READ.get(key)
+    if data is None:
+        if path.name.endswith(".gz"):
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError) as err:
+                raise ValueError(f"not a gzip file ({err})") from None
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise ValueError(f"not a gzip file ({err})") from None
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"not JSON ({err})") from None
+        check_file_data(data, "counter-terms", _FORMAT, DERIVATION_VERSION)
+    if file_order is not None and data.get("order") != file_order:
+        raise ValueError("file name and contents disagree")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"not JSON ({err})") from None
-    try:
-        ct = CounterTerms.from_data(data)
+        ct = CounterTerms._from_checked(data, order)
     except (KeyError, TypeError, AttributeError, IndexError) as err:
         raise ValueError(f"malformed counter-terms data ({type(err).__name__}: {err})") from None
-    if len(_READ) >= 16:
-        _READ.pop(next(iter(_READ)))
-    _READ[key] = ct
+    if key not in _READ:
+        if len(_READ) >= 16:
+            _READ.pop(next(iter(_READ)))
+        _READ[key] = data
     return ct
 
 
-#: Counter terms read from files, by (compressed, SHA-256 of the file's bytes).
-_READ: dict[tuple[bool, bytes], CounterTerms] = {}
+#: The checked contents of files read, by (compressed, SHA-256 of the file's bytes).
+_READ: dict[tuple[bool, bytes], dict] = {}
 
 
 def _cache_files(directory: Path, method: str, nu: Fraction | None = None):
@@ -635,8 +658,8 @@ def _load_from_caches(order: int, method: str, nu: Fraction | None = None) -> Co
             if stored_order < order:
                 continue
             try:
-                ct = read_cache(path)
-                if ct.method != method or ct.order != stored_order or ct.nu != nu:
+                ct = read_cache(path, order, file_order=stored_order)
+                if ct.method != method or ct.nu != nu:
                     raise ValueError("file name and contents disagree")
             except (OSError, ValueError) as err:
                 removed = ""
@@ -652,7 +675,7 @@ def _load_from_caches(order: int, method: str, nu: Fraction | None = None) -> Co
                     stacklevel=4,
                 )
                 continue
-            return ct.truncate(order) if stored_order > order else ct
+            return ct
     return None
 
 

@@ -29,6 +29,19 @@ def test_shipped_file_equals_fresh_derivation():
         assert loaded.exponential_terms(t) == fresh.exponential_terms(t)
 
 
+def test_reading_one_order_of_a_file_builds_only_its_trees():
+    path = cache._PACKAGE_DATA / "counter_terms_hb_order8.json"
+    whole = cache.read_cache(path)
+    for order in (1, 3, 8):
+        part = cache.read_cache(path, order)
+        assert part.order == order and part.trees == whole.truncate(order).trees
+        assert all(part.exponential_terms(t) == whole.exponential_terms(t) for t in part.trees)
+    with pytest.raises(ValueError, match="order must be between 1 and 8"):
+        cache.read_cache(path, 9)
+    with pytest.raises(ValueError, match="file name and contents disagree"):
+        cache.read_cache(path, 3, file_order=7)
+
+
 def test_written_then_loaded(user_cache):
     ct = counter_terms(3, "nag")
     path = user_cache / cache.cache_filename("nag", 3)
