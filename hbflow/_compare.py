@@ -42,9 +42,8 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import diffrax
 import equinox as eqx
 import jax
 import numpy as np
@@ -53,6 +52,7 @@ from numpy.typing import ArrayLike
 
 from ._custom_types import Loss, PyTree, RealScalarLike
 from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _solve, check_solver_settings
+from ._lazy import lazy_module
 from ._methods import (
     divergence_message,
     first_non_finite,
@@ -78,6 +78,11 @@ from ._validate import (
     horizon_hint,
     require_float64,
 )
+
+if TYPE_CHECKING:
+    import diffrax
+else:  # imported when first used: a run whose programs are all stored needs none of it
+    diffrax = lazy_module("diffrax")
 
 __all__ = [
     "compare",
@@ -693,7 +698,7 @@ class _Sweep:
     models: tuple[AbstractContinuousModel, ...]
     rtol: float
     atol: float
-    solver: diffrax.AbstractSolver
+    solver: diffrax.AbstractSolver | None  # None: the default, diffrax.Tsit5()
     max_steps: int
     solver_check: bool
     report: Callable[[Progress], Any] | None
@@ -811,7 +816,10 @@ def _loop(sweep: _Sweep) -> _Outcome:
 
 def _flatten(us: PyTree) -> np.ndarray:
     """A pytree with a leading time axis as a ``(K+1, d)`` array of raveled parameters."""
-    return np.asarray(jax.vmap(lambda u: ravel_pytree(u)[0])(us))
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(us)]
+    # As `ravel_pytree` ravels each time step (leaf by leaf, in one common dtype), on the host.
+    dtype = np.result_type(*leaves)
+    return np.concatenate([x.reshape(len(x), -1).astype(dtype) for x in leaves], axis=1)
 
 
 def _run_iterates(sweep: _Sweep, tick: _Ticker) -> tuple[list[np.ndarray | None], list[RunFailure]]:

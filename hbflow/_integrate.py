@@ -17,18 +17,18 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
+from . import _programs
 from ._custom_types import PyTree, RealScalarLike
 from ._differentials import gradient_field
+from ._lazy import lazy_module
 from ._loss_cache import PerLoss
 from ._models import AbstractContinuousModel, model_from_name
 from ._validate import (
@@ -41,6 +41,11 @@ from ._validate import (
     check_positive,
     require_float64,
 )
+
+if TYPE_CHECKING:
+    import diffrax
+else:  # imported when first used: a run whose programs are all stored needs none of it
+    diffrax = lazy_module("diffrax")
 
 __all__ = ["solve_model", "ModelSolution", "SolveError", "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
@@ -86,6 +91,19 @@ class ModelSolution(NamedTuple):
     seconds: float
 
 
+def unravel_rows(u0: PyTree, xs: np.ndarray) -> PyTree:
+    """The rows of `xs` (raveled like `u0` by `ravel_pytree`) as a pytree of `u0`'s structure,
+    each leaf with a leading axis of ``len(xs)``: the inverse of ravelling, on the host."""
+    leaves, treedef = jax.tree_util.tree_flatten(u0)
+    parts, i = [], 0
+    for leaf in leaves:
+        shape, dtype = np.shape(leaf), jnp.result_type(leaf)
+        size = int(np.prod(shape, dtype=np.int64))
+        parts.append(jnp.asarray(xs[:, i : i + size].reshape(len(xs), *shape).astype(dtype)))
+        i += size
+    return jax.tree_util.tree_unflatten(treedef, parts)
+
+
 def _result_code(result) -> Array:
     return jnp.where(
         result == diffrax.RESULTS.successful,
@@ -116,26 +134,37 @@ def _solve_pieces_for(loss: Callable) -> Callable:
         loss_arrays, *args = eqx.combine(dynamic, static)
         return _solve_pieces(*args, loss=functools.partial(loss, loss_arrays))
 
+    loss_keys = _programs.LossKeys(loss)
+
     def call(*args):
         dynamic, static = eqx.partition(args, eqx.is_array)
         # The static half holds the start's structure (a dict start gives a dict of Nones):
         # hashed as its tree structure and leaves, as `eqx.filter_jit` does.
         leaves, treedef = jax.tree_util.tree_flatten(static)
-        return run(tuple(leaves), treedef, dynamic)
+        loss_arrays, u0 = args[0], args[4]
+        return _programs.run(
+            run,
+            (tuple(leaves), treedef, dynamic),
+            label="solve_pieces",
+            loss=loss_keys(loss_arrays, u0),
+            num_static=2,
+        )
 
     return call
 
 
-# diffeqsolve unwrapped from its `eqx.filter_jit`: it runs inside the jit of `_solve_pieces_for`
-# anyway, and a nested jit would file the closure of the field (the loss and the arrays it
-# closes over) in JAX's cache of traced functions, keyed by the module-level diffeqsolve, which
-# lives for ever.
-_diffeqsolve = getattr(diffrax.diffeqsolve, "__wrapped__", diffrax.diffeqsolve)
+def _diffeqsolve(*args, **kwargs):
+    # diffeqsolve unwrapped from its `eqx.filter_jit`: it runs inside the jit of
+    # `_solve_pieces_for` anyway, and a nested jit would file the closure of the field (the loss
+    # and the arrays it closes over) in JAX's cache of traced functions, keyed by the
+    # module-level diffeqsolve, which lives for ever.
+    solve = getattr(diffrax.diffeqsolve, "__wrapped__", diffrax.diffeqsolve)
+    return solve(*args, **kwargs)
 
 
 def _solve_pieces(
     model: AbstractContinuousModel,
-    solver: diffrax.AbstractSolver,
+    solver: diffrax.AbstractSolver | None,
     max_steps: int,
     u0: PyTree,
     eta: Float[Array, ""],
@@ -155,7 +184,7 @@ def _solve_pieces(
 
 def solve_pieces(
     model: AbstractContinuousModel,
-    solver: diffrax.AbstractSolver,
+    solver: diffrax.AbstractSolver | None,
     max_steps: int,
     g: Callable,
     x0: Array,
@@ -180,6 +209,8 @@ def solve_pieces(
     $t = 0$: a shifted start is not $u_0$), the solver's result code and its accepted steps on
     each piece.
     """
+    if solver is None:  # the default, made here: only a trace needs diffrax
+        solver = diffrax.Tsit5()
     # Batched from the start under vmap (adding an exact zero): vmap then batches the loops'
     # bodies once, instead of again after finding that their carries become batched.
     x0 = x0 + 0.0 * eta
@@ -349,12 +380,14 @@ def _solve(
         solver,
         int(max_steps),
         u0,
-        jnp.asarray(eta, dtype=jnp.float64),
-        jnp.asarray(beta, dtype=jnp.float64),
-        jnp.asarray(padded),
-        jnp.asarray(num_pieces),
-        jnp.asarray(rtol, dtype=jnp.float64),
-        jnp.asarray(atol, dtype=jnp.float64),
+        # Host arrays: converting on the device would run (and in a new process compile) a
+        # small program per argument.
+        np.asarray(eta, dtype=np.float64),
+        np.asarray(beta, dtype=np.float64),
+        padded,
+        np.asarray(num_pieces, dtype=np.int64),
+        np.asarray(rtol, dtype=np.float64),
+        np.asarray(atol, dtype=np.float64),
     )
     xs = np.asarray(xs)[: num_pieces + 1]
     codes = np.asarray(codes)[:num_pieces]
@@ -365,8 +398,7 @@ def _solve(
     if found is not None:
         message, k = found
         raise SolveError(message, model=name, piece=k, eta=eta, beta=beta)
-    _, unravel = ravel_pytree(u0)
-    us = jax.vmap(unravel)(jnp.asarray(xs))
+    us = unravel_rows(u0, xs)
     ts = np.arange(num_pieces + 1) * eta
     return ModelSolution(us=us, ts=ts, num_steps=steps, seconds=seconds)
 
@@ -426,8 +458,10 @@ def solve_failure(
 
 def check_solver_settings(
     rtol: Any, atol: Any, max_steps: Any, solver: Any, solver_check: Any = True
-) -> tuple[float, float, int, diffrax.AbstractSolver, bool]:
+) -> tuple[float, float, int, diffrax.AbstractSolver | None, bool]:
     """The solver arguments shared by `solve_model`, `compare` and `sweep`, checked.
+
+    The default solver stays ``None`` (`diffrax.Tsit5()` when the solve is traced).
 
     **Raises:** `ValueError` naming the parameter: `rtol`, `atol` not > 0, `max_steps` not an
     integer >= 1, `solver` not a diffrax solver, `solver_check` not a bool.
@@ -444,8 +478,8 @@ def check_solver_settings(
 
 
 def _check_solver(solver):
-    if solver is None:
-        return diffrax.Tsit5()
+    if solver is None:  # diffrax.Tsit5(), made when the solve is traced (see `solve_pieces`)
+        return None
     if not isinstance(solver, diffrax.AbstractSolver):
         raise ValueError(f"solver must be a diffrax solver (e.g. diffrax.Tsit5()), got {solver!r}")
     return solver

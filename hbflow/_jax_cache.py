@@ -64,20 +64,27 @@ def enable_compilation_cache(enabled: bool | None = None) -> Path | None:
     """
     if enabled is not None and not isinstance(enabled, bool):
         raise ValueError(f"compilation_cache must be True, False or None, got {enabled!r}")
+    from . import _programs
+
     env_on = _enabled_by_environment()
     if enabled is False or (enabled is None and not env_on):
+        _programs.set_directory(None)
         return None
     import jax
 
     # jax sets its options as dynamic attributes of Config, which its stubs do not declare
     current = jax.config.jax_compilation_cache_dir  # pyright: ignore[reportAttributeAccessIssue]
+    programs = compilation_cache_dir().parent / "programs"
     if current:  # the user's own choice wins
+        _programs.set_directory(programs)
         return Path(current)
     directory = compilation_cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
+        _programs.set_directory(None)
         return None
+    _programs.set_directory(programs)
     jax.config.update("jax_compilation_cache_dir", str(directory))
     # Every program: a study's programs compile in well under JAX's default threshold of 1 s.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -54,6 +54,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
+from . import _programs
 from ._custom_types import PyTree, RealScalarLike
 from ._loss_cache import PerLoss
 from ._validate import (
@@ -132,7 +133,13 @@ def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callab
         _, us = jax.lax.scan(step, (u0, v0), None, length=num_steps)
         return jax.tree_util.tree_map(lambda x0, xs: jnp.concatenate([x0[None], xs]), u0, us)
 
-    return jax.jit(run, static_argnames="num_steps")
+    return _programs.Stored(
+        jax.jit(run, static_argnames="num_steps"),
+        "iterates",
+        loss,
+        lambda loss_arrays, u0, *rest: (loss_arrays, u0),
+        static=(method, treedef, avals),
+    )
 
 
 # Kept while the loss is alive, dropped with it (see _loss_cache).
@@ -525,7 +532,18 @@ def _hessian_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) ->
         hw = hvp(w)
         return jnp.linalg.norm(hw), w @ hw  # |H| and the sign-carrying Rayleigh quotient
 
-    return jax.jit(jax.vmap(top_at, in_axes=(None, 0, 0)))
+    def example(loss_arrays, x, v):
+        return loss_arrays, jax.tree_util.tree_unflatten(
+            treedef, [jax.ShapeDtypeStruct(s, jnp.float64) for s in shapes]
+        )
+
+    return _programs.Stored(
+        jax.jit(jax.vmap(top_at, in_axes=(None, 0, 0))),
+        "hessian_estimates",
+        loss,
+        example,
+        static=(treedef, shapes, iters),
+    )
 
 
 _HESSIAN_FN = PerLoss(_hessian_fn, compiled=True)

@@ -49,15 +49,15 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from . import _programs
 from ._custom_types import PyTree
 from ._differentials import gradient_field
 from ._integrate import (
@@ -67,6 +67,7 @@ from ._integrate import (
     solve_failure,
     solve_pieces,
 )
+from ._lazy import lazy_module
 from ._methods import divergence_message
 from ._models import (
     AbstractContinuousModel,
@@ -82,6 +83,11 @@ from ._validate import (
     check_progress,
     require_float64,
 )
+
+if TYPE_CHECKING:
+    import diffrax
+else:  # imported when first used: a run whose programs are all stored needs none of it
+    diffrax = lazy_module("diffrax")
 
 __all__ = ["sweep", "SweepResult", "SweepPoint", "SweepProgress", "COLUMNS", "load_sweep_results"]
 
@@ -516,7 +522,7 @@ def sweep(
         "rtol": rtol,
         "atol": atol,
         "max_steps": max_steps,
-        "solver": type(solver).__name__,
+        "solver": "Tsit5" if solver is None else type(solver).__name__,
         "solver_check": bool(solver_check),
         "chunk_size": chunk_size,
     }
@@ -530,6 +536,9 @@ def sweep(
     max_pieces = max(p.num_steps for p in points)
     tables = _TableCache(max_pieces, nu_value)
 
+    # The loss's identity in the keys of stored programs (None: the store is off or cannot
+    # describe the loss, see `_programs`).
+    loss_key = _programs.LossKeys(_bind(loss, has_data))(start_list[0], sets[0])
     rows_by_point: dict[int, list[dict]] = {}
     computed, resumed = [], []
     for c, chunk in enumerate(chunks):
@@ -545,6 +554,7 @@ def sweep(
                 max_pieces=max_pieces,
                 mesh=mesh,
                 loss=loss,
+                loss_key=loss_key,
                 has_data=has_data,
                 starts=start_list,
                 u0_all=u0_all,
@@ -667,6 +677,7 @@ def _run_chunk(
     max_pieces,
     mesh,
     loss,
+    loss_key,
     has_data,
     starts,
     u0_all,
@@ -703,7 +714,15 @@ def _run_chunk(
         [_step_coefficients(p.method, p.beta, tables.nu_of(p.method)) for p in padded]
     )
     run_iterates = _batched_iterates(loss, has_data, max_pieces, mesh)
-    iterates = _to_host(run_iterates(u0_g, sidxs, etas, betas, _global(coeffs, b), idxs, data_g))
+    iterates = _to_host(
+        _programs.run(
+            run_iterates,
+            (u0_g, sidxs, etas, betas, _global(coeffs, b), idxs, data_g),
+            label="sweep_iterates",
+            loss=loss_key,
+            static=(has_data, max_pieces, mesh),
+        )
+    )
 
     diverged: dict[int, str] = {}
     for j, p in enumerate(chunk):
@@ -740,18 +759,24 @@ def _run_chunk(
         def solve(
             rt, at, run=run, tables_g=tables_g, e=etas_l, be=betas_l, n=nums_l, i=idxs_l, s=sidxs_l
         ):
-            xs, codes, _ = run(
-                u0_g,
-                s,
-                e,
-                be,
-                tables_g,
-                n,
-                i,
-                data_g,
-                chunk_pieces,
-                _global(np.array(rt, f64), r),
-                _global(np.array(at, f64), r),
+            xs, codes, _ = _programs.run(
+                run,
+                (
+                    u0_g,
+                    s,
+                    e,
+                    be,
+                    tables_g,
+                    n,
+                    i,
+                    data_g,
+                    chunk_pieces,
+                    _global(np.array(rt, f64), r),
+                    _global(np.array(at, f64), r),
+                ),
+                label="sweep_solve",
+                loss=loss_key,
+                static=(carrier, has_data, solver, max_steps, mesh),
             )
             return _to_host(xs), _to_host(codes)
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from . import _programs
 from ._checks import (
     METHODS as METHODS,
     METHODS_WITH_NU as METHODS_WITH_NU,
@@ -231,7 +232,9 @@ def _jitted_checked_value_and_grad(loss: Callable, treedef: Any, avals: tuple) -
     def checked(loss_arrays, u):
         return _checked_value_and_grad(functools.partial(loss, loss_arrays))(u)
 
-    return jax.jit(checked)
+    return _programs.Stored(
+        jax.jit(checked), "checked_value_and_grad", loss, lambda a, u: (a, u), static=avals
+    )
 
 
 # Per loss, released with it (see _loss_cache); the key fixes the shapes the jit traces.

@@ -17,6 +17,9 @@ jax.config.update("jax_enable_x64", True)
 
 # Derivations the tests trigger go to a throw-away folder, never to the user's cache.
 os.environ["HBFLOW_CACHE_DIR"] = tempfile.mkdtemp(prefix="hbflow-test-cache-")
+# No persistent compilation cache or stored programs unless a test asks for them: a program one
+# test stored would be loaded, not traced, by the next, and tests count traces.
+os.environ["HBFLOW_COMPILATION_CACHE"] = "0"
 
 
 @pytest.fixture

@@ -2,10 +2,6 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -252,51 +248,7 @@ def test_a_sweep_over_seeds_equals_compare_per_seed_with_one_compilation():
         )
 
 
-# --- the persistent compilation cache ------------------------------------------------------------
-
-_COUNT = textwrap.dedent(
-    """
-    import json, sys
-    from jax import monitoring
-    counts = {"cache_hits": 0, "cache_misses": 0}
-    def listener(event, **kw):
-        name = event.rsplit("/", 1)[1]
-        if event.startswith("/jax/compilation_cache/") and name in counts:
-            counts[name] += 1
-    monitoring.register_event_listener(listener)
-    from hbflow._cli import main
-    code = main(sys.argv[1:])
-    print(json.dumps(counts), file=sys.stderr)
-    sys.exit(code)
-    """
-)
-
-
-def _order_in_new_process(cache_dir, **env):
-    argv = "order --etas 0.04,0.02 --horizon 0.2 --models rgf --format json".split()
-    done = subprocess.run(
-        [sys.executable, "-c", _COUNT, *argv],
-        env=dict(os.environ, PYTHONPATH=str(ROOT), HBFLOW_CACHE_DIR=str(cache_dir), **env),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stderr.strip().splitlines()[-1])
-
-
-def test_a_second_process_compiles_nothing(tmp_path):
-    cold = _order_in_new_process(tmp_path)
-    assert cold["cache_misses"] > 0
-    assert any((tmp_path / "jax").iterdir())
-    warm = _order_in_new_process(tmp_path)
-    assert warm["cache_misses"] == 0 and warm["cache_hits"] >= cold["cache_misses"]
-
-
-def test_the_compilation_cache_can_be_turned_off(tmp_path):
-    off = _order_in_new_process(tmp_path, HBFLOW_COMPILATION_CACHE="0")
-    assert off == {"cache_hits": 0, "cache_misses": 0}
-    assert not (tmp_path / "jax").exists()
+# --- the persistent compilation cache (stored programs: test_programs.py) -------------------------
 
 
 def test_the_cache_switch_is_checked(monkeypatch):
