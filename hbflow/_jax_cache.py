@@ -7,12 +7,17 @@ cache directory (``$HBFLOW_CACHE_DIR``, default ``~/.cache/hbflow``), for every 
 however fast it compiled and however small it is (JAX's defaults keep only programs that took
 over a second to compile, which leaves out most of a study's).
 
-Turn it off with the environment variable ``HBFLOW_COMPILATION_CACHE=0`` (or ``false``,
+With it, hbflow keeps the compiled solves, iterates and checks themselves in the folder
+``programs`` beside it (`hbflow._programs`): JAX's cache is keyed by the lowered program, so a
+new process would still trace and lower each of them before finding it; a stored program is
+loaded without either.
+
+Turn both off with the environment variable ``HBFLOW_COMPILATION_CACHE=0`` (or ``false``,
 ``off``, ``no``), with ``hbflow sweep --no-compilation-cache``, or with
 ``hbflow.sweep(..., compilation_cache=False)``.  A cache directory the user has already set
 with ``jax.config.update("jax_compilation_cache_dir", ...)`` (or ``JAX_COMPILATION_CACHE_DIR``)
-is left alone.  The cache is trusted code: do not share the folder with users you do not trust
-(JAX's warning).
+is left alone.  Both folders hold code that is run: do not share them with users you do not
+trust (JAX's warning; stored programs are read with `pickle`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ def _enabled_by_environment() -> bool:
 
 def enable_compilation_cache(enabled: bool | None = None) -> Path | None:
     """Switch on JAX's persistent compilation cache in hbflow's cache directory.
+
+    hbflow's store of compiled programs (the folder ``programs`` beside it) follows the same
+    switch: on with the cache, off (and emptied from memory) without it.
 
     **Arguments:**
 

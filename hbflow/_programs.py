@@ -17,8 +17,9 @@ folder ``programs`` beside JAX's, under a key that is known *before* tracing:
 Anything whose description could hide a difference is not kept, and is traced and compiled in
 each process as before: an object whose text shows a memory address, a class from outside
 hbflow, JAX, diffrax or equinox (whose code is not part of the key), a loss with custom
-derivative rules (`jax.custom_jvp`, `jax.custom_vjp`: their rules are not in the jaxpr's text)
-or host callbacks, and any run on several processes (`jax.distributed`).
+derivative or batching rules (`jax.custom_jvp`, `jax.custom_vjp`, as in `jax.nn.relu`: the
+jaxpr names the rules but does not show them) or host callbacks, and any run on several
+processes (`jax.distributed`).
 
 Files are written to a temporary name and renamed, so a reader never sees half a program; an
 unreadable file is dropped and the program compiled again.  The store is on exactly when the
@@ -54,8 +55,9 @@ _LOCK = threading.RLock()
 # Modules whose code the key covers (hbflow's source, and the versions of the others).
 _KNOWN = ("hbflow", "jax", "jaxlib", "diffrax", "equinox", "numpy", "builtins", "fractions")
 _SCALARS = (bool, int, float, complex, str, bytes, type(None), Fraction)
-# Primitives whose behaviour the jaxpr's text does not show.
-_OPAQUE = ("custom_jvp_call", "custom_vjp_call", "custom_lin", "callback", "custom_transpose")
+# Primitives whose behaviour the jaxpr's text does not show: custom rules (derivatives,
+# batching, transposition, partitioning) name a Python function, callbacks call one.
+_OPAQUE = ("custom", "callback")
 
 
 def set_directory(path: Path | None) -> None:
