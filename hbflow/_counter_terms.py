@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -130,6 +131,9 @@ class CounterTerms:
                     f"b_k({tree.bracket()}) grows like k^{max(growing)}: no steady state"
                 )
         self._terms = {t: dict(sorted(terms[t].items())) for t in self.trees}
+        # coefficient_table's recent results, by (exact β, num_pieces): a study and a sweep ask
+        # again for the tables of the β they already used.
+        self._tables: OrderedDict[tuple[Fraction, int], np.ndarray] = OrderedDict()
 
     def __repr__(self) -> str:
         nu = "" if self.nu is None else f", nu={str(self.nu)!r}"
@@ -237,7 +241,14 @@ class CounterTerms:
         if exact_beta == 0 and self.method != "gd":
             # beta = 0 makes hb and nag gradient descent; the closed form would need 0**0 = 1.
             return counter_terms(self.order, "gd").coefficient_table(0.0, num_pieces)
-        return _certified_table(self._terms, self.trees, exact_beta, num_pieces)
+        key = (exact_beta, num_pieces)
+        table = self._tables.get(key)
+        if table is None:
+            table = _certified_table(self._terms, self.trees, exact_beta, num_pieces)
+            self._tables[key] = table
+            if len(self._tables) > 64:
+                self._tables.popitem(last=False)
+        return table.copy()  # the caller's own: a kept table is never handed out
 
     def steady_state_values(self, beta: float) -> np.ndarray:
         r"""$b_\infty(\tau_i)$ at the exact binary value of `beta`, rounded once to float64."""

@@ -99,7 +99,8 @@ def unravel_rows(u0: PyTree, xs: np.ndarray) -> PyTree:
     for leaf in leaves:
         shape, dtype = np.shape(leaf), jnp.result_type(leaf)
         size = int(np.prod(shape, dtype=np.int64))
-        parts.append(jnp.asarray(xs[:, i : i + size].reshape(len(xs), *shape).astype(dtype)))
+        part = xs[:, i : i + size].reshape(len(xs), *shape).astype(dtype)
+        parts.append(jax.device_put(part))  # a transfer: no program runs on the device
         i += size
     return jax.tree_util.tree_unflatten(treedef, parts)
 

@@ -532,13 +532,18 @@ def _hessian_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) ->
         hw = hvp(w)
         return jnp.linalg.norm(hw), w @ hw  # |H| and the sign-carrying Rayleigh quotient
 
-    def example(loss_arrays, x, v):
+    def example(loss_arrays, points):
         return loss_arrays, jax.tree_util.tree_unflatten(
             treedef, [jax.ShapeDtypeStruct(s, jnp.float64) for s in shapes]
         )
 
+    def estimates(loss_arrays, points):
+        # the fixed random start of every power iteration, made inside the compiled program
+        start = jax.random.normal(jax.random.key(0), points.shape, dtype=points.dtype)
+        return jax.vmap(top_at, in_axes=(None, 0, 0))(loss_arrays, points, start)
+
     return _programs.Stored(
-        jax.jit(jax.vmap(top_at, in_axes=(None, 0, 0))),
+        jax.jit(estimates),
         "hessian_estimates",
         loss,
         example,
@@ -559,10 +564,9 @@ def hessian_estimates(
     the largest eigenvalue $L_{\max}$; a negative dominant eigenvalue means the loss curves
     down more strongly than up there.
     """
-    flat_points = jnp.asarray(points, dtype=jnp.float64)
-    start = jax.random.normal(jax.random.key(0), flat_points.shape, dtype=flat_points.dtype)
+    flat_points = np.asarray(points, dtype=np.float64)
     leaves, treedef = jax.tree_util.tree_flatten(u0)
     shapes = tuple(jnp.shape(x) for x in leaves)
     fn = _HESSIAN_FN(loss, treedef, shapes)
-    norms, dominant = fn(flat_points, start)
+    norms, dominant = fn(flat_points)
     return np.asarray(norms), np.asarray(dominant)

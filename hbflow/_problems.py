@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._custom_types import PyTree
 from ._validate import check_count, check_positive
@@ -104,7 +105,8 @@ class Problem:
 
 
 def _f64(x: Any) -> jax.Array:
-    return jnp.asarray(x, dtype=jnp.float64)
+    # A transfer, not a conversion on the device (which would compile a program, in a new process)
+    return jax.device_put(np.asarray(x, dtype=np.float64))
 
 
 # --- quadratics --------------------------------------------------------------------------------

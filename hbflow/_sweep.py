@@ -820,8 +820,15 @@ def _run_chunk(
     return [rows[(p.index, m.name)] for p in order for m in model_list]
 
 
+@functools.lru_cache(maxsize=1024)
+def _model_facts(model, method: str, beta: float, nu: float | None) -> tuple[str, int]:
+    """A model's name and expected order at one point (asked once per model, method and β)."""
+    return model.name, int(model.order(method, beta, **({} if nu is None else {"nu": nu})))
+
+
 def _row(p: SweepPoint, model, nu: float | None) -> dict:
     """A row of the table, its errors still to be filled in; `nu` is ν for a ``"qhm"`` point."""
+    name, expected = _model_facts(model, p.method, p.beta, nu)
     return {
         "point": p.index,
         "method": p.method,
@@ -832,8 +839,8 @@ def _row(p: SweepPoint, model, nu: float | None) -> dict:
         "num_steps": p.num_steps,
         "data": p.data,
         "start": p.start,
-        "model": model.name,
-        "expected_order": int(model.order(p.method, p.beta, **({} if nu is None else {"nu": nu}))),
+        "model": name,
+        "expected_order": expected,
         "max_error": math.nan,
         "final_error": math.nan,
         "solver_error": math.nan,
