@@ -9,8 +9,8 @@ Every measurement runs in a fresh Python process, so compilation and imports are
 way a user meets them.  Prints:
 
 1. The default problem, models hbf1, hbf2, hbf3, rgf, an 8 x 8 grid of (beta, eta) at T = 2:
-   `hbflow.sweep` against the equivalent loop of `hbflow.compare` calls (one per beta, all eight
-   step sizes), each in one process: the first call with nothing stored (compilation included),
+   `hbflow.sweep` (on one CPU device per core, as `hbflow sweep` runs it) against the equivalent
+   loop of `hbflow.compare` calls (one per beta, all eight step sizes), each in one process: the first call with nothing stored (compilation included),
    the first call in a process whose compiled programs are stored from an earlier one (loaded),
    and a second call in the same process (compiled).
 2. `hbflow order` (default study) and `hbflow sweep` (the grid of 1.) in a fresh process: cache
@@ -40,6 +40,8 @@ MODELS = ["hbf1", "hbf2", "hbf3", "rgf"]
 _SWEEP = """
 import json, time
 t0 = time.perf_counter()
+from hbflow._cli import one_device_per_core
+one_device_per_core()  # as `hbflow sweep` does: one CPU device per core, unless XLA_FLAGS says
 import hbflow
 hbflow.sweep  # loaded on first use: import it here, outside the timed calls
 p = hbflow.get_problem(hbflow.DEFAULT_PROBLEM)
@@ -115,8 +117,9 @@ def sweep_vs_loop(chunk_size: int) -> None:
     print(f"   {'speed-up':<30} {ratios[0]:10.1f}x {ratios[1]:13.1f}x {ratios[2]:8.1f}x")
     sweep, loop = results["sweep"][3], results["loop"][3]
     print(
-        f"   ({sweep['points']} points; failed runs: sweep {sweep['failed']} rows, loop "
-        f"{loop['failed']}; imports {sweep['imports']:.1f} s not counted)"
+        f"   ({sweep['points']} points on {sweep['devices']} CPU device(s), one per core; failed "
+        f"runs: sweep {sweep['failed']} rows, loop {loop['failed']}; imports "
+        f"{sweep['imports']:.1f} s not counted)"
     )
 
 

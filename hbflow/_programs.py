@@ -408,6 +408,16 @@ def _compile(jitted: Any, static: tuple, in_def: Any, leaves: list, kwargs: dict
     return compiled, out_defs[0], fresh
 
 
+def _device_ids(compiled: Any) -> list[int]:
+    """The ids of the devices a compiled program runs on (one, or a sweep's whole mesh)."""
+    import jax
+
+    ids: set[int] = set()
+    for sharding in jax.tree_util.tree_leaves(compiled.input_shardings):
+        ids |= {d.id for d in sharding.device_set}
+    return sorted(ids)
+
+
 # Loads from JAX's persistent cache seen so far (a listener counts them).
 _HITS = [0]
 
@@ -424,6 +434,7 @@ def _listen() -> None:
 
 
 def _load(path: Path) -> tuple | None:
+    import jax
     from jax.experimental import serialize_executable
 
     try:
@@ -431,8 +442,15 @@ def _load(path: Path) -> tuple | None:
     except OSError:
         return None
     try:
-        payload, in_tree, out_tree, out_def = pickle.loads(raw)
-        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree), out_def
+        payload, in_tree, out_tree, out_def, ids = pickle.loads(raw)
+        # Loaded onto the devices it was compiled for (by default it would be all of them).
+        devices = [d for d in jax.devices() if d.id in ids]
+        if len(devices) != len(ids):
+            raise ValueError("the devices of this program are not all present")
+        compiled = serialize_executable.deserialize_and_load(
+            payload, in_tree, out_tree, execution_devices=devices
+        )
+        return compiled, out_def
     except Exception:  # noqa: BLE001 - a damaged or foreign file: compile again
         path.unlink(missing_ok=True)
         return None
@@ -442,7 +460,8 @@ def _store(path: Path, compiled: Any, out_def: Any) -> None:
     from jax.experimental import serialize_executable
 
     try:
-        raw = pickle.dumps((*serialize_executable.serialize(compiled), out_def))
+        payload = (*serialize_executable.serialize(compiled), out_def, _device_ids(compiled))
+        raw = pickle.dumps(payload)
         if pickle.loads(raw)[3] != out_def:  # an output structure that pickle does not keep
             return
     except Exception:  # noqa: BLE001 - a program that cannot be serialized is not kept

@@ -23,7 +23,10 @@ How it is evaluated:
   one-axis `Mesh`), padded to a multiple of the device count.  Each device solves its points on
   its own, so the numbers do not depend on the device count.  With several hosts, start every
   process with `jax.distributed.initialize()` first: `jax.devices()` then lists every host's
-  devices, every process runs the same sweep, and process 0 writes the files.
+  devices, every process runs the same sweep, and process 0 writes the files.  On a CPU, XLA
+  runs one program mostly on one core: start Python with
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` to give JAX one device per core
+  (``hbflow sweep`` does this itself unless ``XLA_FLAGS`` already sets a count).
 - **On disk** (`out=`): a manifest of the sweep's arguments, one file per finished chunk, and the
   table so far in ``results.csv`` and ``results.json``, each written to a temporary file and
   moved into place with `os.replace` (a reader never sees a half-written file).  Started again

@@ -257,7 +257,9 @@ _RUN = textwrap.dedent(
     jax.config.update("jax_log_compiles", True)
     from hbflow._cli import main
     code = main(sys.argv[1:])
-    report = dict(counts, traced=traced, diffrax="diffrax" in sys.modules)
+    report = dict(
+        counts, traced=traced, diffrax="diffrax" in sys.modules, devices=jax.device_count()
+    )
     print(json.dumps(report), file=sys.stderr)
     sys.exit(code)
     """
@@ -324,9 +326,12 @@ def test_a_second_sweep_process_traces_nothing(tmp_path):
         "sweep", "--betas", "0.3,0.5", "--etas", "0.04,0.02", "--horizon", "0.2",
         "--models", "hbf2,rgf",
     ]  # fmt: skip
-    cold, _ = _in_new_process(tmp_path, [*argv, "--out", str(tmp_path / "a")])
-    assert "flat" in cold["traced"]
-    warm, _ = _in_new_process(tmp_path, [*argv, "--out", str(tmp_path / "b")])
+    # Two devices: the sweep's programs run on both, the loss check on one; each is loaded
+    # onto the devices it was compiled for.
+    two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    cold, _ = _in_new_process(tmp_path, [*argv, "--out", str(tmp_path / "a")], **two)
+    assert "flat" in cold["traced"] and cold["devices"] == 2
+    warm, _ = _in_new_process(tmp_path, [*argv, "--out", str(tmp_path / "b")], **two)
     assert _big(warm["traced"]) == [] and warm["cache_misses"] == 0
     a = (tmp_path / "a" / "results.csv").read_text()
     b = (tmp_path / "b" / "results.csv").read_text()
@@ -358,3 +363,24 @@ def test_rows_unravel_and_ravel_as_ravel_pytree_does():
         for got, want in zip(jax.tree_util.tree_leaves(us), jax.tree_util.tree_leaves(expected)):
             np.testing.assert_array_equal(np.asarray(got)[k], np.asarray(want))
     np.testing.assert_array_equal(_flatten(us), xs)
+
+
+def test_a_sweep_on_the_command_line_gets_one_device_per_core():
+    code = (
+        "import os, sys; from hbflow._cli import one_device_per_core; one_device_per_core(); "
+        "import jax; print(jax.device_count(), len(os.sched_getaffinity(0)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True,
+        text=True, timeout=120, check=True,
+    )  # fmt: skip
+    devices, cores = map(int, done.stdout.split())
+    assert devices == cores
+    # A device count the user chose is kept.
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(env, PYTHONPATH=str(ROOT), XLA_FLAGS="--xla_force_host_platform_device_count=3"),
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert int(done.stdout.split()[0]) == 3
