@@ -15,7 +15,9 @@ folder ``programs`` beside JAX's, under a key that is known *before* tracing:
   the devices, the CPU's model and feature flags, ``XLA_FLAGS`` and JAX's float64 switch.
 
 Anything whose description could hide a difference is not kept, and is traced and compiled in
-each process as before: an object whose text shows a memory address, a class from outside
+each process as before: a loss closing over more than a MiB of arrays (each program would
+carry them; data passed as an argument is an input instead), an object whose text shows a
+memory address, a class from outside
 hbflow, JAX, diffrax or equinox (whose code is not part of the key), a loss with custom
 derivative or batching rules (`jax.custom_jvp`, `jax.custom_vjp`, as in `jax.nn.relu`: the
 jaxpr names the rules but does not show them) or host callbacks, and any run on several
@@ -51,6 +53,10 @@ _DIRECTORY: Path | None = None
 _MEMORY: OrderedDict[str, Any] = OrderedDict()
 _MEMORY_SIZE = 32
 _LOCK = threading.RLock()
+
+#: A loss closing over more than this many bytes of arrays is not stored: every program would
+#: carry a copy of them (pass such data as the loss's ``data`` argument instead).
+MAX_CONSTANT_BYTES = 1 << 20
 
 # Modules whose code the key covers (hbflow's source, and the versions of the others).
 _KNOWN = ("hbflow", "jax", "jaxlib", "diffrax", "equinox", "numpy", "builtins", "fractions")
@@ -237,10 +243,14 @@ def loss_key(loss: Callable, *example: Any) -> str | None:
     if "0x" in text:
         return None
     digest = hashlib.sha256(text.encode())
+    size = 0
     for const in closed.consts:
         if not isinstance(const, (np.ndarray, np.generic, jax.Array, *_SCALARS)):
             return None
         a = np.asarray(const)
+        size += a.nbytes
+        if size > MAX_CONSTANT_BYTES:  # its programs would carry the data; pass it as `data`
+            return None
         digest.update(f"{a.shape}{a.dtype}".encode())
         digest.update(a.tobytes())
     return digest.hexdigest()

@@ -178,6 +178,20 @@ def test_losses_the_key_cannot_describe_are_not_stored(store):
     assert _programs.loss_key(host, U0) is None
 
 
+def test_a_loss_closing_over_much_data_is_not_stored(store):
+    # 2 MB of closed-over data would be copied into every stored program: not kept.
+    weights = np.linspace(1.0, 2.0, 2**18)
+
+    def loss(u):  # 1/2 mean(w) |u|^2, with w used inside the trace
+        return 0.5 * (jnp.mean(weights * u[0] ** 2) + jnp.mean(weights * u[1] ** 2))
+
+    assert _programs.loss_key(loss, U0) is None
+    us = hbflow.iterates(loss, U0, method="gd", beta=0, eta=0.1, num_steps=3)
+    scale = np.full(2, weights.mean())
+    np.testing.assert_allclose(us, _gd_exact(scale, np.asarray(U0), 0.1, 3), rtol=1e-13)
+    assert not store.exists() or not any(store.iterdir())
+
+
 def test_a_loss_key_is_its_jaxpr_and_its_constants():
     loss1, _ = _quadratic(1.0)
     loss1b, _ = _quadratic(1.0)
