@@ -12,16 +12,23 @@ folder ``programs`` beside JAX's, under a key that is known *before* tracing:
   constants it closes over (a data set, say);
 - the shapes, dtypes and weak types of the program's array inputs;
 - the environment: the hbflow source, the versions of JAX, jaxlib, diffrax, equinox and NumPy,
-  the devices, the CPU's model and feature flags, ``XLA_FLAGS`` and JAX's float64 switch.
+  the devices, the CPU's model and feature flags, ``XLA_FLAGS`` and the JAX switches that
+  change what a traced program computes (float64, matmul precision, dtype promotion, the random
+  number generator, the partitioner).
 
 Anything whose description could hide a difference is not kept, and is traced and compiled in
-each process as before: a loss closing over more than a MiB of arrays (each program would
-carry them; data passed as an argument is an input instead), an object whose text shows a
-memory address, a class from outside
-hbflow, JAX, diffrax or equinox (whose code is not part of the key), a loss with custom
-derivative or batching rules (`jax.custom_jvp`, `jax.custom_vjp`, as in `jax.nn.relu`: the
-jaxpr names the rules but does not show them) or host callbacks, and any run on several
-processes (`jax.distributed`).
+each process as before: a loss closing over more than a MiB of arrays (each program would carry
+a copy; data passed as the loss's argument is an input instead), an object whose text shows a
+memory address, a class from outside hbflow, JAX, diffrax or equinox (whose code is not part of
+the key), a loss with custom derivative or batching rules (`jax.custom_jvp`, `jax.custom_vjp`,
+as in `jax.nn.relu`: the jaxpr names the rules but does not show them) or host callbacks, and
+any run on several processes (`jax.distributed`).
+
+Two properties of XLA's executables shape how programs are kept.  An executable that JAX has
+loaded from its own persistent cache does not serialize whole (its copy fails to run), so the
+programs kept here are compiled afresh and not put in JAX's cache.  And a loaded executable runs
+on all devices unless told otherwise, so each file records the devices its program was compiled
+for.
 
 Files are written to a temporary name and renamed, so a reader never sees half a program; an
 unreadable file is dropped and the program compiled again.  The store is on exactly when the
@@ -107,10 +114,20 @@ def _environment() -> str:
         _cpu(),
         *devices,
         os.environ.get("XLA_FLAGS", ""),
-        str(jax.config.jax_enable_x64),  # pyright: ignore[reportAttributeAccessIssue]
-        str(jax.config.jax_default_matmul_precision),  # pyright: ignore[reportAttributeAccessIssue]
+        # JAX's switches that change what a traced program computes
+        *(f"{name}={getattr(jax.config, name, None)}" for name in _SWITCHES),
     ]
     return "\n".join(parts)
+
+
+_SWITCHES = (
+    "jax_enable_x64",
+    "jax_default_matmul_precision",
+    "jax_numpy_dtype_promotion",
+    "jax_default_prng_impl",
+    "jax_threefry_partitionable",
+    "jax_use_shardy_partitioner",
+)
 
 
 def _cpu() -> str:
