@@ -90,8 +90,18 @@ def directory() -> Path | None:
 # --- the key --------------------------------------------------------------------------------------
 
 
-@functools.cache
 def _environment() -> str:
+    """Everything outside the program that its compiled code depends on."""
+    import jax
+
+    # JAX's switches are read at every call: a user may change one between two runs.
+    switches = [f"{name}={getattr(jax.config, name, None)}" for name in _SWITCHES]
+    return "\n".join([_installation(), os.environ.get("XLA_FLAGS", ""), *switches])
+
+
+@functools.cache
+def _installation() -> str:
+    """The code, the library versions and the machine: fixed for the life of a process."""
     import jax
 
     digest = hashlib.sha256()
@@ -113,13 +123,11 @@ def _environment() -> str:
         platform.machine(),
         _cpu(),
         *devices,
-        os.environ.get("XLA_FLAGS", ""),
-        # JAX's switches that change what a traced program computes
-        *(f"{name}={getattr(jax.config, name, None)}" for name in _SWITCHES),
     ]
     return "\n".join(parts)
 
 
+# JAX's switches that change what a traced program computes.
 _SWITCHES = (
     "jax_enable_x64",
     "jax_default_matmul_precision",

@@ -146,6 +146,18 @@ def test_a_solve_is_stored_and_loaded(store):
     np.testing.assert_allclose(np.asarray(third.us), np.asarray(first.us), atol=1e-10)
 
 
+def test_a_switch_of_jax_that_changes_programs_is_part_of_the_key(store):
+    loss, scale = _quadratic(1.0)
+    hbflow.iterates(loss, U0, method="gd", beta=0, eta=0.1, num_steps=4)
+    before = {p.name for p in store.iterdir()}
+    jax.config.update("jax_default_matmul_precision", "highest")
+    try:
+        hbflow.iterates(loss, U0, method="gd", beta=0, eta=0.1, num_steps=4)
+    finally:
+        jax.config.update("jax_default_matmul_precision", None)
+    assert {p.name for p in store.iterdir()} > before  # compiled again, under its own key
+
+
 def test_a_damaged_file_is_dropped_and_compiled_again(store):
     loss, scale = _quadratic(1.5)
     hbflow.iterates(loss, U0, method="gd", beta=0, eta=0.1, num_steps=6)
