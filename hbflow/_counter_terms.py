@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -79,16 +80,66 @@ def _code_of(source: str) -> str:
     return ast.dump(tree, include_attributes=False)
 
 
-def _source_hash() -> str:
-    # The derivation: trees, B-series, its arithmetic, the recurrences and the worker processes.
-    digest = hashlib.sha256()
-    for module in (_trees, _bseries, _exppoly, _derive, _qfactored, _parallel):
+def _user_cache() -> Path:
+    """The user cache folder: ``$HBFLOW_CACHE_DIR``, or ``~/.cache/hbflow`` if unset or empty."""
+    return Path(os.environ.get("HBFLOW_CACHE_DIR") or Path.home() / ".cache" / "hbflow")
+
+
+_VERSION = re.compile(r"[0-9a-f]{16}")
+
+
+def code_version(paths: list[Path], salt: str = "") -> str:
+    """16 hex digits of SHA-256 over `salt` and the code of the files `paths` (`_code_of`).
+
+    Parsing the files takes about 0.1 s, once per process: the result is remembered in the user
+    cache (``code_versions.json``), keyed by the SHA-256 of the files' bytes, so files that have
+    not changed are not parsed again.  A missing, damaged or unwritable memo is only slower.
+    """
+    sources = [path.read_bytes() for path in paths]
+    raw = hashlib.sha256(salt.encode())
+    for source in sources:
+        raw.update(len(source).to_bytes(8, "little"))
+        raw.update(source)
+    key = raw.hexdigest()
+    memo_path = _user_cache() / "code_versions.json"
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    if not isinstance(memo, dict):
+        memo = {}
+    known = memo.get(key)
+    if isinstance(known, str) and _VERSION.fullmatch(known):
+        return known
+    digest = hashlib.sha256(salt.encode())
+    for source in sources:
+        digest.update(_code_of(source.decode("utf-8")).encode())
+    version = digest.hexdigest()[:16]
+    kept = {k: v for k, v in memo.items() if isinstance(v, str) and _VERSION.fullmatch(v)}
+    kept = dict(list(kept.items())[-15:]) | {key: version}
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=memo_path.parent, prefix=memo_path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(kept, handle)
+        os.replace(tmp, memo_path)
+    except OSError:
+        pass
+    return version
+
+
+def _module_paths(*modules) -> list[Path]:
+    paths = []
+    for module in modules:
         assert module.__file__ is not None  # package modules are loaded from files
-        digest.update(_code_of(Path(module.__file__).read_text(encoding="utf-8")).encode())
-    return digest.hexdigest()[:16]
+        paths.append(Path(module.__file__))
+    return paths
 
 
-DERIVATION_VERSION = _source_hash()
+# The derivation: trees, B-series, its arithmetic, the recurrences and the worker processes.
+DERIVATION_VERSION = code_version(
+    _module_paths(_trees, _bseries, _exppoly, _derive, _qfactored, _parallel)
+)
 _FORMAT = "hbflow-counter-terms/2"
 _PACKAGE_DATA = Path(__file__).parent / "_data"
 
@@ -537,8 +588,7 @@ def cache_dirs() -> list[Path]:
 
     ``$HBFLOW_CACHE_DIR`` names the user cache; unset or empty, it is ``~/.cache/hbflow``.
     """
-    user = os.environ.get("HBFLOW_CACHE_DIR") or str(Path.home() / ".cache" / "hbflow")
-    return [_PACKAGE_DATA, Path(user)]
+    return [_PACKAGE_DATA, _user_cache()]
 
 
 def _cache_stem(method: str, nu: Fraction | None = None) -> str:

@@ -29,6 +29,38 @@ def test_shipped_file_equals_fresh_derivation():
         assert loaded.exponential_terms(t) == fresh.exponential_terms(t)
 
 
+def test_the_derivation_version_is_remembered_by_the_bytes_of_its_files(tmp_path, monkeypatch):
+    import hashlib
+
+    modules = (cache._trees, cache._bseries, cache._exppoly, cache._derive, cache._qfactored)
+    paths = [Path(m.__file__) for m in (*modules, cache._parallel)]
+    # Computed directly: the code of each module, docstrings dropped, hashed in order.
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(cache._code_of(path.read_text(encoding="utf-8")).encode())
+    assert cache.DERIVATION_VERSION == digest.hexdigest()[:16]
+    monkeypatch.setenv("HBFLOW_CACHE_DIR", str(tmp_path))
+    assert cache.code_version(paths) == cache.DERIVATION_VERSION  # parsed, then remembered
+    assert (tmp_path / "code_versions.json").exists()
+
+    def no_parsing(source):
+        raise AssertionError("parsed again")
+
+    original = cache._code_of
+    monkeypatch.setattr(cache, "_code_of", no_parsing)
+    assert cache.code_version(paths) == cache.DERIVATION_VERSION  # from the memo
+    with pytest.raises(AssertionError, match="parsed again"):
+        cache.code_version(paths, salt="x")  # another key: parsed
+    # A damaged memo is only slower.
+    (tmp_path / "code_versions.json").write_text("{not json")
+    monkeypatch.setattr(cache, "_code_of", original)
+    assert cache.code_version(paths) == cache.DERIVATION_VERSION
+    # Changed bytes are another key: an edited file is parsed again.
+    edited = tmp_path / "edited.py"
+    edited.write_text(paths[0].read_text(encoding="utf-8") + "\nx = 1\n")
+    assert cache.code_version([edited, *paths[1:]]) != cache.DERIVATION_VERSION
+
+
 def test_reading_one_order_of_a_file_builds_only_its_trees():
     path = cache._PACKAGE_DATA / "counter_terms_hb_order8.json"
     whole = cache.read_cache(path)
