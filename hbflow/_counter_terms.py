@@ -30,7 +30,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 import warnings
 from collections import OrderedDict
@@ -45,6 +44,7 @@ from . import _bseries, _derive, _exppoly, _parallel, _qfactored, _trees
 from ._checks import check_beta, check_count, check_method, check_order, parse_beta, parse_nu
 from ._derive import RationalFunction, _horner, k_symbol
 from ._exppoly import beta_symbol
+from ._files import write_atomically
 from ._trees import Tree, trees_up_to
 
 if TYPE_CHECKING:
@@ -118,11 +118,7 @@ def code_version(paths: list[Path], salt: str = "") -> str:
     kept = {k: v for k, v in memo.items() if isinstance(v, str) and _VERSION.fullmatch(v)}
     kept = dict(list(kept.items())[-15:]) | {key: version}
     try:
-        memo_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=memo_path.parent, prefix=memo_path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(kept, handle)
-        os.replace(tmp, memo_path)
+        write_atomically(memo_path, json.dumps(kept), mode=0o644)
     except OSError:
         pass
     return version
@@ -635,20 +631,11 @@ def write_cache(ct: CounterTerms, directory: Path, *, compressed: bool = False) 
     Each writer writes its own temporary file and renames it over the target, so concurrent
     writers never see or clobber one another's partial files.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / cache_filename(ct.method, ct.order, ct.nu, compressed=compressed)
     raw = json.dumps(ct.to_data(), separators=(",", ":")).encode()
     if compressed:
         raw = gzip.compress(raw, compresslevel=9, mtime=0)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache file is ordinary data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, raw, mode=0o644)  # a cache file is ordinary data
     return path
 
 

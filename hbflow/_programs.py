@@ -43,13 +43,14 @@ import importlib.metadata
 import os
 import pickle
 import platform
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+from ._files import write_atomically
 
 __all__ = ["set_directory", "directory", "run", "loss_key", "LossKeys", "Stored"]
 
@@ -502,14 +503,6 @@ def _store(path: Path, compiled: Any, out_def: Any) -> None:
     except Exception:  # noqa: BLE001 - a program that cannot be serialized is not kept
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(raw)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, raw)  # private: a program is code that will be run
     except OSError:  # a read-only or full disk: the program is used, not kept
         return

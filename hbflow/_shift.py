@@ -25,8 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -42,6 +40,7 @@ from ._bseries import Character, compose, exp
 from ._checks import check_beta, check_method, check_order, parse_beta
 from ._derive import RationalFunction, _iterate_characters, closed_form_iterates
 from ._exppoly import ExpPoly, ExpPolyRing, QBeta
+from ._files import write_atomically
 from ._trees import Tree, trees_up_to
 
 __all__ = ["ShiftedStart", "shifted_start", "SHIFT_VERSION", "SHIFT_METHODS"]
@@ -289,17 +288,8 @@ def cache_filename(method: str, order: int) -> str:
 
 def write_shift_cache(start: ShiftedStart, directory: Path) -> Path:
     """Write `start` to `directory` atomically (a private temporary file, then a rename)."""
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / cache_filename(start.method, start.order)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(start.to_data(), separators=(",", ":")))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(start.to_data(), separators=(",", ":")), mode=0o644)
     return path
 
 

@@ -48,7 +48,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,6 +62,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from . import _programs
 from ._custom_types import PyTree
 from ._differentials import gradient_field
+from ._files import is_temporary, write_atomically
 from ._integrate import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -904,24 +904,6 @@ def _from_json_row(row: dict) -> dict:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _is_temporary(path: Path) -> bool:
-    """A file `_atomic_write` left behind when it was killed before moving it into place."""
-    return path.name.startswith(".") and path.name.endswith(".tmp")
-
-
 def _csv(rows: list[dict]) -> str:
     import csv
 
@@ -982,7 +964,7 @@ class _Store:
                     f"{', '.join(diff)} differ); use another folder, or the same arguments to "
                     "resume it"
                 )
-        elif self.root.is_dir() and any(not _is_temporary(p) for p in self.root.iterdir()):
+        elif self.root.is_dir() and any(not is_temporary(p) for p in self.root.iterdir()):
             raise ValueError(
                 f"out: {self.root} is not empty and holds no sweep manifest; use an empty or "
                 "new folder"
@@ -993,7 +975,7 @@ class _Store:
             # The manifest first: a folder holding anything of a sweep also holds its manifest.
             self.root.mkdir(parents=True, exist_ok=True)
             if not path.exists():
-                _atomic_write(path, json.dumps(self.manifest, indent=1))
+                write_atomically(path, json.dumps(self.manifest, indent=1))
             self.chunk_dir.mkdir(exist_ok=True)
         except OSError as err:
             raise ValueError(
@@ -1025,7 +1007,7 @@ class _Store:
             "points": sorted(p.index for p in chunk),
             "rows": [{k: _jsonable(v) for k, v in r.items()} for r in rows],
         }
-        _atomic_write(self._chunk_path(c), json.dumps(data))
+        write_atomically(self._chunk_path(c), json.dumps(data))
 
     def save_results(self, rows: list[dict], slopes: list[dict], *, total: int) -> None:
         if not self.writer:
@@ -1039,5 +1021,5 @@ class _Store:
             "rows": [{k: _jsonable(v) for k, v in r.items()} for r in rows],
             "slopes": [{k: _jsonable(v) for k, v in s.items()} for s in slopes],
         }
-        _atomic_write(self.root / "results.json", json.dumps(data, indent=1))
-        _atomic_write(self.root / "results.csv", _csv(rows))
+        write_atomically(self.root / "results.json", json.dumps(data, indent=1))
+        write_atomically(self.root / "results.csv", _csv(rows))
