@@ -4,6 +4,7 @@ Interrupts are sent with SIGINT to a subprocess only after it has reached a know
 marker file written by the user's loss module), so that the tests do not depend on timing.
 """
 
+import gc
 import os
 import signal
 import subprocess
@@ -166,3 +167,35 @@ def test_plot_into_a_read_only_folder_is_refused(tmp_path, capsys):
         folder.chmod(0o700)
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and "permission denied" in err
+
+
+def test_the_command_freezes_its_objects_for_the_exit_and_main_does_not():
+    # The installed `hbflow` runs `console_main`, which leaves its objects to the operating
+    # system (gc.freeze) once the command is done; `main`, which a test or a notebook calls in a
+    # process that goes on, must not freeze them (they would never be collected).
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="hbflow")
+    assert script.value == "hbflow._cli:console_main"
+    code = (
+        "import gc, sys\n"
+        "from hbflow._cli import console_main\n"
+        "sys.argv = ['hbflow', 'derive', '--order', '2']\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "code = console_main()\n"
+        "print('frozen', gc.get_freeze_count() > 0, code, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "frozen True 0"
+    direct = subprocess.run(
+        [sys.executable, "-m", "hbflow", "derive", "--order", "2"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert direct.returncode == 0 and direct.stdout == proc.stdout and "du/dt" in proc.stdout
+
+    before = gc.get_freeze_count()
+    assert main(["derive", "--order", "1"]) == 0
+    assert gc.get_freeze_count() == before
