@@ -126,7 +126,7 @@ def sweep_vs_loop(chunk_size: int) -> None:
 def _cli(cache_dir: str, *argv: str, **env) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "import sys; from hbflow._cli import main; sys.exit(main())", *argv],
+        [sys.executable, "-m", "hbflow", *argv],  # the command as installed
         env=dict(os.environ, PYTHONPATH=ROOT, HBFLOW_CACHE_DIR=cache_dir, **env),
         capture_output=True,
         check=True,

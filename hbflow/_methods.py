@@ -110,6 +110,12 @@ def _beta_argument(beta: Any, method: str) -> tuple[Any, float | None]:
     return value, value
 
 
+def _as_scalar(x: Any, dtype: Any) -> Any:
+    """`x` as a scalar of `dtype`: on the host when concrete (`jnp.asarray` would convert it
+    with a small device program, compiled or loaded in every process), traced otherwise."""
+    return jnp.asarray(x, dtype=dtype) if is_traced(x) else np.asarray(x, dtype=dtype)
+
+
 def _compiled(loss: Callable, method: str, treedef: Any, avals: tuple) -> Callable:
     """The jitted iteration for one (loss, method, tree structure, leaf shapes and dtypes).
 
@@ -287,7 +293,10 @@ def iterates(
     leaves, treedef = jax.tree_util.tree_flatten(u0)
 
     if v0 is None:
-        v0 = jax.tree_util.tree_map(jnp.zeros_like, u0)
+        # Host zeros where u0 is concrete: `jnp.zeros_like` would be two small device programs,
+        # compiled (or loaded from JAX's cache) in every process.
+        zeros = jnp.zeros_like if is_traced(u0) else lambda x: np.zeros(x.shape, x.dtype)
+        v0 = jax.tree_util.tree_map(zeros, u0)
     else:
         v_leaves, v_treedef = jax.tree_util.tree_flatten(v0)
         if v_treedef != treedef:
@@ -316,9 +325,9 @@ def iterates(
     us = run(
         u0,
         v0,
-        jnp.asarray(beta, dtype=dtype),
-        jnp.asarray(eta, dtype=dtype),
-        jnp.asarray(0.0 if nu is None else nu, dtype=dtype),
+        _as_scalar(beta, dtype),
+        _as_scalar(eta, dtype),
+        _as_scalar(0.0 if nu is None else nu, dtype),
         num_steps=num_steps,
     )
     if check_finite and not is_traced(us):
@@ -515,10 +524,10 @@ def _nan_loss_step(
 
 
 def _hessian_fn(loss: Callable, treedef: Any, shapes: tuple, iters: int = 40) -> Callable:
-    example = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s) for s in shapes])
-    _, unravel = ravel_pytree(example)
-
     def top_at(loss_arrays, x, v):
+        # made while tracing: outside, the zeros and the ravel would be small device programs
+        zeros = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s) for s in shapes])
+        _, unravel = ravel_pytree(zeros)
         grad = jax.grad(lambda y: loss(loss_arrays, unravel(y)))
 
         def hvp(w):
