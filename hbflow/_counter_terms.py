@@ -27,7 +27,6 @@ import gzip
 import hashlib
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -44,7 +43,7 @@ from . import _bseries, _derive, _exppoly, _parallel, _qfactored, _trees
 from ._checks import check_beta, check_count, check_method, check_order, parse_beta, parse_nu
 from ._derive import RationalFunction, _horner, k_symbol
 from ._exppoly import beta_symbol
-from ._files import write_atomically
+from ._files import user_cache, write_atomically
 from ._trees import Tree, trees_up_to
 
 if TYPE_CHECKING:
@@ -80,11 +79,6 @@ def _code_of(source: str) -> str:
     return ast.dump(tree, include_attributes=False)
 
 
-def _user_cache() -> Path:
-    """The user cache folder: ``$HBFLOW_CACHE_DIR``, or ``~/.cache/hbflow`` if unset or empty."""
-    return Path(os.environ.get("HBFLOW_CACHE_DIR") or Path.home() / ".cache" / "hbflow")
-
-
 _VERSION = re.compile(r"[0-9a-f]{16}")
 
 
@@ -101,7 +95,7 @@ def code_version(paths: list[Path], salt: str = "") -> str:
         raw.update(len(source).to_bytes(8, "little"))
         raw.update(source)
     key = raw.hexdigest()
-    memo_path = _user_cache() / "code_versions.json"
+    memo_path = user_cache() / "code_versions.json"
     try:
         memo = json.loads(memo_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -584,7 +578,7 @@ def cache_dirs() -> list[Path]:
 
     ``$HBFLOW_CACHE_DIR`` names the user cache; unset or empty, it is ``~/.cache/hbflow``.
     """
-    return [_PACKAGE_DATA, _user_cache()]
+    return [_PACKAGE_DATA, user_cache()]
 
 
 def _cache_stem(method: str, nu: Fraction | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Files written whole or not at all.
+"""Files written whole or not at all, the user cache folder, and the digest of hbflow's own
+source files.
 
 The caches (counter terms, shifted starts, stored programs) and a sweep's table are read by
 other processes, some of them while this one writes: every file is written to a temporary file
@@ -8,11 +9,13 @@ never half of one, and concurrent writers never clobber one another's partial fi
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomically", "is_temporary"]
+__all__ = ["write_atomically", "is_temporary", "user_cache", "package_digest"]
 
 
 def write_atomically(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
@@ -43,3 +46,20 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int | None = None) 
 def is_temporary(path: Path) -> bool:
     """A file `write_atomically` left behind when it was killed before moving it into place."""
     return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def user_cache() -> Path:
+    """The user cache folder: ``$HBFLOW_CACHE_DIR``, or ``~/.cache/hbflow`` if unset or empty."""
+    return Path(os.environ.get("HBFLOW_CACHE_DIR") or Path.home() / ".cache" / "hbflow")
+
+
+@functools.cache
+def package_digest() -> str:
+    """SHA-256 of hbflow's source files, names and bytes: the code the stored programs and
+    tables were made by (fixed for the life of a process)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -10,13 +10,13 @@ over a second to compile, which leaves out most of a study's).
 With it, hbflow keeps the compiled solves, iterates and checks themselves in the folder
 ``programs`` beside it (`hbflow._programs`): JAX's cache is keyed by the lowered program, so a
 new process would still trace and lower each of them before finding it; a stored program is
-loaded without either.
+loaded without either.  The models' coefficient tables are kept in ``tables`` (`hbflow._tables`).
 
-Turn both off with the environment variable ``HBFLOW_COMPILATION_CACHE=0`` (or ``false``,
+Turn all three off with the environment variable ``HBFLOW_COMPILATION_CACHE=0`` (or ``false``,
 ``off``, ``no``), with ``hbflow sweep --no-compilation-cache``, or with
 ``hbflow.sweep(..., compilation_cache=False)``.  A cache directory the user has already set
 with ``jax.config.update("jax_compilation_cache_dir", ...)`` (or ``JAX_COMPILATION_CACHE_DIR``)
-is left alone.  Both folders hold code that is run: do not share them with users you do not
+is left alone.  ``jax`` and ``programs`` hold code that is run: do not share them with users you do not
 trust (JAX's warning; stored programs are read with `pickle`).
 """
 
@@ -36,9 +36,9 @@ _ON = ("", "1", "true", "on", "yes")
 
 def compilation_cache_dir() -> Path:
     """The folder of hbflow's persistent compilation cache: ``jax`` in the user cache dir."""
-    from ._counter_terms import cache_dirs
+    from ._files import user_cache
 
-    return cache_dirs()[-1] / "jax"
+    return user_cache() / "jax"
 
 
 def _enabled_by_environment() -> bool:
@@ -56,8 +56,9 @@ def _enabled_by_environment() -> bool:
 def enable_compilation_cache(enabled: bool | None = None) -> Path | None:
     """Switch on JAX's persistent compilation cache in hbflow's cache directory.
 
-    hbflow's store of compiled programs (the folder ``programs`` beside it) follows the same
-    switch: on with the cache, off (and emptied from memory) without it.
+    hbflow's store of compiled programs (the folder ``programs`` beside it) and its kept
+    coefficient tables (``tables``) follow the same switch: on with the cache, off (and the
+    programs emptied from memory) without it.
 
     **Arguments:**
 

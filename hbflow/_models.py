@@ -21,6 +21,7 @@ Every concrete model is final.  Names used on the command line are given by `mod
 import abc
 import re
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
@@ -33,7 +34,8 @@ if TYPE_CHECKING:  # equinox's advice: type checkers see a ClassVar, equinox its
 else:
     from equinox import AbstractClassVar
 
-from ._counter_terms import counter_terms
+from . import _tables
+from ._checks import parse_nu
 from ._custom_types import FlatVector, PyTree, RealScalarLike
 from ._differentials import combine_differentials
 from ._trees import Tree, trees_up_to
@@ -64,6 +66,20 @@ def _checked(
 def _nu_kw(nu: RealScalarLike | None) -> dict:
     # ν only reaches the counter terms of the method that has it.
     return {} if nu is None else {"nu": nu}
+
+
+def counter_terms(order: int, method: str, **kwargs) -> Any:
+    """`hbflow.counter_terms`, imported when a table is computed: a process whose tables are all
+    kept (`_tables`) needs neither the counter terms nor FLINT."""
+    from ._counter_terms import counter_terms
+
+    return counter_terms(order, method, **kwargs)
+
+
+def _key(alpha: int, method: str, beta: float, nu: RealScalarLike | None) -> tuple:
+    """What a table depends on besides hbflow's code, exactly: β as the rational value of its
+    float64, ν as the counter terms read it."""
+    return (int(alpha), method, Fraction(beta), None if nu is None else parse_nu(nu, method))
 
 
 def _speed(method: str, beta: float, nu: float | None) -> float:
@@ -385,9 +401,14 @@ class SteadyStateFlow(_AbstractBSeriesFlow):
     def coefficients(self, method, beta, num_pieces, *, nu=None):
         method, beta, _ = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
-        ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))  # nu as given: read exactly
-        values = ct.steady_state_values(beta)
-        values = _check_table(values, (len(self.trees),), f"{self.name} steady-state values")
+
+        def compute():
+            ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))  # nu as given: exact
+            return ct.steady_state_values(beta)
+
+        shape = (len(self.trees),)
+        values = _tables.kept("steady", _key(self.alpha, method, beta, nu), shape, compute)
+        values = _check_table(values, shape, f"{self.name} steady-state values")
         return np.broadcast_to(values, (num_pieces, len(values))).copy()
 
 
@@ -432,9 +453,15 @@ class HeavyBallFlow(_AbstractBSeriesFlow):
     def coefficients(self, method, beta, num_pieces, *, nu=None):
         method, beta, _ = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
-        ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))  # nu as given: read exactly
-        table = ct.coefficient_table(beta, num_pieces)
-        return _check_table(table, (num_pieces, len(self.trees)), f"{self.name} b_k table")
+
+        def compute():
+            ct = counter_terms(int(self.alpha), method, **_nu_kw(nu))  # nu as given: exact
+            return ct.coefficient_table(beta, num_pieces)
+
+        shape = (num_pieces, len(self.trees))
+        key = (*_key(self.alpha, method, beta, nu), num_pieces)
+        table = _tables.kept("hbf", key, shape, compute)
+        return _check_table(table, shape, f"{self.name} b_k table")
 
 
 class ShiftedSteadyStateFlow(AbstractContinuousModel):
@@ -482,12 +509,15 @@ class ShiftedSteadyStateFlow(AbstractContinuousModel):
         method, beta, _ = _checked(method, beta, nu)
         num_pieces = check_count(num_pieces, "num_pieces")
         m = len(self.trees)
-        # shifted_start first: it names the methods it is derived for (qhm's needs nu).
-        psi = shifted_start(int(self.alpha), method).values(beta)
-        steady = counter_terms(int(self.alpha), method).steady_state_values(beta)
-        values = _check_table(
-            np.concatenate([steady, psi]), (2 * m,), f"shifted{self.alpha} coefficients"
-        )
+
+        def compute():
+            # shifted_start first: it names the methods it is derived for (qhm's needs nu).
+            psi = shifted_start(int(self.alpha), method).values(beta)
+            steady = counter_terms(int(self.alpha), method).steady_state_values(beta)
+            return np.concatenate([steady, psi])
+
+        values = _tables.kept("shifted", _key(self.alpha, method, beta, None), (2 * m,), compute)
+        values = _check_table(values, (2 * m,), f"shifted{self.alpha} coefficients")
         return np.broadcast_to(values, (num_pieces, 2 * m)).copy()
 
     def initial_state(self, g, u0, eta=None, beta=None, row=None):

@@ -50,7 +50,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ._files import write_atomically
+from ._files import package_digest, write_atomically
 
 __all__ = ["set_directory", "directory", "run", "loss_key", "LossKeys", "Stored"]
 
@@ -105,11 +105,6 @@ def _installation() -> str:
     """The code, the library versions and the machine: fixed for the life of a process."""
     import jax
 
-    digest = hashlib.sha256()
-    package = Path(__file__).parent
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
     versions = []
     for name in ("jax", "jaxlib", "diffrax", "equinox", "numpy"):
         try:
@@ -118,7 +113,7 @@ def _installation() -> str:
             versions.append(f"{name}=?")
     devices = [f"{d.platform}:{d.device_kind}:{d.id}" for d in jax.devices()]
     parts = [
-        digest.hexdigest(),
+        package_digest(),
         *versions,
         platform.python_version(),
         platform.machine(),

@@ -218,13 +218,15 @@ def test_concurrent_writers_do_not_collide(user_cache, monkeypatch):
     import threading
     import time
 
-    real_replace = cache.os.replace
+    from hbflow import _files
+
+    real_replace = _files.os.replace
 
     def slow_replace(src, dst):
         time.sleep(0.02)
         real_replace(src, dst)
 
-    monkeypatch.setattr(cache.os, "replace", slow_replace)
+    monkeypatch.setattr(_files.os, "replace", slow_replace)  # the writer of every cache file
     ct = cache.derive_counter_terms(2, "hb")
     errors = []
 

@@ -284,7 +284,11 @@ _RUN = textwrap.dedent(
     from hbflow._cli import main
     code = main(sys.argv[1:])
     report = dict(
-        counts, traced=traced, diffrax="diffrax" in sys.modules, devices=jax.device_count()
+        counts,
+        traced=traced,
+        diffrax="diffrax" in sys.modules,
+        flint="flint" in sys.modules,
+        devices=jax.device_count(),
     )
     print(json.dumps(report), file=sys.stderr)
     sys.exit(code)
@@ -334,6 +338,7 @@ def test_a_second_process_neither_traces_nor_compiles_the_study(tmp_path):
     assert warm["cache_misses"] == 0 and warm["cache_hits"] == 0
     assert _big(warm["traced"]) == []
     assert not warm["diffrax"]  # diffrax is imported only to trace a solve
+    assert cold["flint"] and not warm["flint"]  # the coefficient tables are kept too
     assert _numbers(out_warm) == _numbers(out_cold)
     # The store deleted, JAX's cache kept: the programs are compiled afresh and stored again
     # (an executable JAX loads from its cache does not serialize whole), and load next time.
@@ -360,6 +365,7 @@ def test_a_second_sweep_process_traces_nothing(tmp_path):
     assert "flat" in cold["traced"] and cold["devices"] == 2
     warm, _ = _in_new_process(tmp_path, [*argv, "--out", str(tmp_path / "b")], **two)
     assert _big(warm["traced"]) == [] and warm["cache_misses"] == warm["cache_hits"] == 0
+    assert not warm["flint"]
     a = (tmp_path / "a" / "results.csv").read_text()
     b = (tmp_path / "b" / "results.csv").read_text()
     assert a == b
