@@ -14,7 +14,8 @@ way a user meets them.  Prints:
    the first call in a process whose compiled programs are stored from an earlier one (loaded),
    and a second call in the same process (compiled).
 2. `hbflow order` (default study) and `hbflow sweep` (the grid of 1.) in a fresh process: cache
-   off, cold cache (empty folder) and warm cache (the same folder again), side by side.
+   off, cold cache (empty folder) and warm cache (the same folder again, three processes: the
+   median and the range), side by side.
 3. The sweep of 1. on 1, 2 and 4 devices (simulated CPU devices: on a machine with few cores
    expect no speed-up; this shows what sharding costs).
 """
@@ -143,17 +144,18 @@ def cold_warm() -> None:
     with tempfile.TemporaryDirectory() as cache:
         for label, argv in (("hbflow order", ["order"]), ("hbflow sweep 8x8", ["sweep", *grid])):
             times = []
-            for i, env in enumerate(({"HBFLOW_COMPILATION_CACHE": "0"}, {}, {})):
+            for i, env in enumerate(({"HBFLOW_COMPILATION_CACHE": "0"}, {}, {}, {}, {})):
                 out = (
                     ["--out", os.path.join(cache, f"out{label[-3:]}{i}")]
                     if "sweep" in label
                     else []
                 )
                 times.append(_cli(cache, *argv, *out, **env))
-            off, cold, warm = times
+            off, cold, *warm = times
+            median = sorted(warm)[1]
             print(
-                f"   {label:<17} off {off:6.2f} s   cold {cold:6.2f} s   warm {warm:6.2f} s   "
-                f"warm/cold = {warm / cold:.2f}"
+                f"   {label:<17} off {off:6.2f} s   cold {cold:6.2f} s   warm {median:6.2f} s "
+                f"({min(warm):.2f}-{max(warm):.2f})   warm/cold = {median / cold:.2f}"
             )
 
 
