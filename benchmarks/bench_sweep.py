@@ -10,9 +10,10 @@ way a user meets them.  Prints:
 
 1. The default problem, models hbf1, hbf2, hbf3, rgf, an 8 x 8 grid of (beta, eta) at T = 2:
    `hbflow.sweep` (on one CPU device per core, as `hbflow sweep` runs it) against the equivalent
-   loop of `hbflow.compare` calls (one per beta, all eight step sizes), each in one process: the first call with nothing stored (compilation included),
-   the first call in a process whose compiled programs are stored from an earlier one (loaded),
-   and a second call in the same process (compiled).
+   loop of `hbflow.compare` calls (one per beta, all eight step sizes), each in one process:
+   the first call with nothing stored (compilation included), the first call in a process whose
+   compiled programs are stored from an earlier one (loaded), and a second call in the same
+   process (compiled).
 2. `hbflow order` (default study) and `hbflow sweep` (the grid of 1.) in a fresh process: cache
    off, cold cache (empty folder) and warm cache (the same folder again, three processes: the
    median and the range), side by side.

@@ -209,10 +209,17 @@ def one_device_per_core() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return _run_command(_parse(argv))
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     argv = sys.argv[1:] if argv is None else argv
     if _command(argv) == "sweep":
         one_device_per_core()
-    args = build_parser(_command(argv)).parse_args(argv)
+    return build_parser(_command(argv)).parse_args(argv)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     with INTERRUPTS.installed():
         try:
             if args.command in ("order", "sweep"):
@@ -241,16 +248,20 @@ def main(argv: list[str] | None = None) -> int:
 def console_main() -> int:
     """The ``hbflow`` command: `main`, in a process that ends when it returns.
 
-    At exit Python tears its modules down with several full garbage collections, each walking
-    every object JAX, equinox and hbflow made: about 0.35 s after a study, a fifth of a
-    warm ``hbflow order``.  Objects frozen with `gc.freeze` are left out of those
-    collections, and the operating system frees them with the process.  They are frozen
+    Python's full garbage collections walk every object JAX, equinox and hbflow made, and at
+    exit Python tears its modules down with several of them: about 0.35 s after a study, a
+    fifth of a warm ``hbflow order``.  Objects frozen with `gc.freeze` are left out of every
+    later collection, and the operating system frees them with the process.  They are frozen
+    twice: once the command line is read (the parsers of ``order`` and ``sweep`` list the
+    built-in problems, which imports JAX), since the modules live until the exit anyway; and
     when nothing is left to run but the exit itself: every file hbflow writes is closed by
     then, the standard streams are still flushed at exit, and the exit handlers still run.
     A process that goes on after a command (a test, a notebook) calls `main`, which does
     not freeze.
     """
-    code = main()
+    args = _parse(None)
+    gc.freeze()
+    code = _run_command(args)
     gc.freeze()
     return code
 

@@ -16,8 +16,8 @@ Turn all three off with the environment variable ``HBFLOW_COMPILATION_CACHE=0`` 
 ``off``, ``no``), with ``hbflow sweep --no-compilation-cache``, or with
 ``hbflow.sweep(..., compilation_cache=False)``.  A cache directory the user has already set
 with ``jax.config.update("jax_compilation_cache_dir", ...)`` (or ``JAX_COMPILATION_CACHE_DIR``)
-is left alone.  ``jax`` and ``programs`` hold code that is run: do not share them with users you do not
-trust (JAX's warning; stored programs are read with `pickle`).
+is left alone.  ``jax`` and ``programs`` hold code that is run: do not share them with users
+you do not trust (JAX's warning; stored programs are read with `pickle`).
 """
 
 from __future__ import annotations
