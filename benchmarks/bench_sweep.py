@@ -136,8 +136,18 @@ def _cli(cache_dir: str, *argv: str, **env) -> float:
     return time.perf_counter() - start
 
 
+def _imports() -> float:
+    """Wall time of a process that only imports JAX and equinox (and ends as `hbflow` does)."""
+    start = time.perf_counter()
+    code = "import gc, jax, equinox; gc.freeze()"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
 def cold_warm() -> None:
     print("2. wall time of a fresh process: persistent compilation cache off, cold, warm")
+    floor = sorted(_imports() for _ in range(3))[1]
+    print(f"   (a process that only imports JAX and equinox: {floor:.2f} s, median of three)")
     grid = [
         "--betas", ",".join(map(str, BETAS)), "--etas", ",".join(map(repr, ETAS)),
         "--horizon", "2", "--models", ",".join(MODELS),
@@ -156,7 +166,8 @@ def cold_warm() -> None:
             median = sorted(warm)[1]
             print(
                 f"   {label:<17} off {off:6.2f} s   cold {cold:6.2f} s   warm {median:6.2f} s "
-                f"({min(warm):.2f}-{max(warm):.2f})   warm/cold = {median / cold:.2f}"
+                f"({min(warm):.2f}-{max(warm):.2f})   warm/cold = {median / cold:.2f}   "
+                f"imports/cold = {floor / cold:.2f}"
             )
 
 
