@@ -51,7 +51,7 @@ from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
 from ._custom_types import Loss, PyTree, RealScalarLike
-from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, _solve, check_solver_settings
+from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, SolveError, check_solver_settings, solve_flat
 from ._lazy import lazy_module
 from ._methods import (
     divergence_message,
@@ -879,7 +879,7 @@ def _study_model(
     def run(i: int, rtol: float, atol: float) -> np.ndarray:
         t0 = time.perf_counter()
         try:
-            sol = _solve(
+            xs, _, _ = solve_flat(
                 carrier,
                 sweep.loss,
                 sweep.u0,
@@ -897,7 +897,7 @@ def _study_model(
             )
         finally:
             timings.append((sweep.nums[i], time.perf_counter() - t0, rtol == sweep.rtol))
-        return _flatten(sol.us)
+        return xs  # raveled as the iterates are (`_flatten`)
 
     n = len(sweep.etas)
     errors = [np.full(k + 1, math.nan) for k in sweep.nums]

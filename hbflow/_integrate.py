@@ -340,7 +340,14 @@ def solve_model(
     )
 
 
-def _solve(
+def _solve(model, loss, u0, *, eta, num_pieces, **kwargs) -> ModelSolution:
+    """`solve_model` with validated arguments: `solve_flat`'s rows as pytrees of `u0`'s form."""
+    xs, steps, seconds = solve_flat(model, loss, u0, eta=eta, num_pieces=num_pieces, **kwargs)
+    ts = np.arange(num_pieces + 1) * eta
+    return ModelSolution(us=unravel_rows(u0, xs), ts=ts, num_steps=steps, seconds=seconds)
+
+
+def solve_flat(
     model,
     loss,
     u0,
@@ -356,8 +363,10 @@ def _solve(
     max_pieces,
     table,
     name: str | None = None,
-) -> ModelSolution:
-    """`solve_model` with validated arguments (`hbflow.compare` checks them once per sweep).
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The solve of `solve_model` with validated arguments (`hbflow.compare` checks them once
+    per sweep): the states at the piece boundaries as rows raveled like `u0`
+    (``(num_pieces + 1, d)``, read-only), the solver's steps per piece, and the wall seconds.
 
     `name` is the model named in errors, if `model` solves another's field (see
     `hbflow._models.shared_solves`).
@@ -399,9 +408,7 @@ def _solve(
     if found is not None:
         message, k = found
         raise SolveError(message, model=name, piece=k, eta=eta, beta=beta)
-    us = unravel_rows(u0, xs)
-    ts = np.arange(num_pieces + 1) * eta
-    return ModelSolution(us=us, ts=ts, num_steps=steps, seconds=seconds)
+    return xs, steps, seconds
 
 
 def solve_failure(

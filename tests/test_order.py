@@ -272,13 +272,13 @@ def test_each_step_size_is_solved_once(monkeypatch):
     import hbflow._compare as module
 
     calls = []
-    solve = module._solve
+    solve = module.solve_flat
 
     def counting(*args, **kwargs):
         calls.append(kwargs["eta"])
         return solve(*args, **kwargs)
 
-    monkeypatch.setattr(module, "_solve", counting)
+    monkeypatch.setattr(module, "solve_flat", counting)
     etas = [0.1, 0.05]
     study = compare(
         quadratic, jnp.array([1.0, 0.5]), etas=etas, horizon=1.0, models=["rgf"], solver_check=False
