@@ -1,10 +1,11 @@
 """Files written whole or not at all, the user cache folder, and the digest of hbflow's own
 source files.
 
-The caches (counter terms, shifted starts, stored programs) and a sweep's table are read by
-other processes, some of them while this one writes: every file is written to a temporary file
-in its own folder and renamed over the target, so a reader sees the old file or the new one,
-never half of one, and concurrent writers never clobber one another's partial files.
+The caches (counter terms, shifted starts, stored programs, coefficient tables, the
+derivation's version) and a sweep's table are read by other processes, some of them while this
+one writes: every file is written to a temporary file in its own folder and renamed over the
+target, so a reader sees the old file or the new one, never half of one, and concurrent writers
+never clobber one another's partial files.
 """
 
 from __future__ import annotations
