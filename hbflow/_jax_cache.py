@@ -16,8 +16,11 @@ Turn all three off with the environment variable ``HBFLOW_COMPILATION_CACHE=0`` 
 ``off``, ``no``), with ``hbflow sweep --no-compilation-cache``, or with
 ``hbflow.sweep(..., compilation_cache=False)``.  A cache directory the user has already set
 with ``jax.config.update("jax_compilation_cache_dir", ...)`` (or ``JAX_COMPILATION_CACHE_DIR``)
-is left alone.  ``jax`` and ``programs`` hold code that is run: do not share them with users
-you do not trust (JAX's warning; stored programs are read with `pickle`).
+is left alone.  ``programs`` and ``tables`` are each kept under ``$HBFLOW_CACHE_MAX_MB``
+megabytes (default 1024) by deleting their least recently used files; ``jax`` is JAX's own,
+bounded only if you set ``jax_compilation_cache_max_size``.  ``jax`` and ``programs`` hold
+code that is run: do not share them with users you do not trust (JAX's warning; stored
+programs are read with `pickle`).
 """
 
 from __future__ import annotations
@@ -68,8 +71,9 @@ def enable_compilation_cache(enabled: bool | None = None) -> Path | None:
     **Returns:** the cache folder in use, or ``None`` when the cache stays off (or could not be
     created: then compilation works as without a cache).
 
-    **Raises:** `ValueError` if `enabled` is not a bool or None, or the environment variable has
-    another value.
+    **Raises:** `ValueError` if `enabled` is not a bool or None, if the environment variable has
+    another value, or if ``HBFLOW_CACHE_MAX_MB`` (the bound on each of the folders ``programs``
+    and ``tables``, default 1024) is set to anything but a number > 0.
     """
     if enabled is not None and not isinstance(enabled, bool):
         raise ValueError(f"compilation_cache must be True, False or None, got {enabled!r}")
@@ -79,6 +83,9 @@ def enable_compilation_cache(enabled: bool | None = None) -> Path | None:
     if enabled is False or (enabled is None and not env_on):
         _programs.set_directory(None)
         return None
+    from ._files import cache_limit
+
+    cache_limit()  # checked now, not when the first program is stored
     import jax
 
     # jax sets its options as dynamic attributes of Config, which its stubs do not declare

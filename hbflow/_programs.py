@@ -50,7 +50,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ._files import package_digest, write_atomically
+from ._files import cache_limit, mark_used, package_digest, trim, write_atomically
 
 __all__ = ["set_directory", "directory", "run", "loss_key", "LossKeys", "Stored"]
 
@@ -481,10 +481,14 @@ def _load(path: Path) -> tuple | None:
         compiled = serialize_executable.deserialize_and_load(
             payload, in_tree, out_tree, execution_devices=devices
         )
-        return compiled, out_def
     except Exception:  # noqa: BLE001 - a damaged or foreign file: compile again
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # a read-only cache
+            pass
         return None
+    mark_used(path)
+    return compiled, out_def
 
 
 def _store(path: Path, compiled: Any, out_def: Any) -> None:
@@ -501,3 +505,4 @@ def _store(path: Path, compiled: Any, out_def: Any) -> None:
         write_atomically(path, raw)  # private: a program is code that will be run
     except OSError:  # a read-only or full disk: the program is used, not kept
         return
+    trim(path.parent, ".program", cache_limit(), path)

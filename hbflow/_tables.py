@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import package_digest, write_atomically
+from ._files import cache_limit, mark_used, package_digest, trim, write_atomically
 
 __all__ = ["kept"]
 
@@ -50,6 +50,7 @@ def kept(
     path = where / f"{digest.hexdigest()}.npy"
     table = _read(path, shape)
     if table is not None:
+        mark_used(path)
         return table
     table = compute()
     array = np.asarray(table)
@@ -60,6 +61,8 @@ def kept(
             write_atomically(path, buffer.getvalue(), mode=0o644)  # plain data
         except OSError:
             pass  # a read-only cache only makes the next process slower
+        else:
+            trim(where, ".npy", cache_limit(), path)
     return table
 
 
