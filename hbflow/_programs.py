@@ -440,12 +440,17 @@ def _compile(jitted: Any, static: tuple, in_def: Any, leaves: list, kwargs: dict
 
 
 def _device_ids(compiled: Any) -> list[int]:
-    """The ids of the devices a compiled program runs on (one, or a sweep's whole mesh)."""
+    """The ids of the devices a compiled program runs on (one, or a sweep's whole mesh).
+
+    Read from its outputs as well as its inputs: XLA drops inputs the program does not use (the
+    point of a Hessian estimate on a quadratic), and a program may have none left.
+    """
     import jax
 
     ids: set[int] = set()
-    for sharding in jax.tree_util.tree_leaves(compiled.input_shardings):
-        ids |= {d.id for d in sharding.device_set}
+    for shardings in (compiled.input_shardings, compiled.output_shardings):
+        for sharding in jax.tree_util.tree_leaves(shardings):
+            ids |= {d.id for d in sharding.device_set}
     return sorted(ids)
 
 

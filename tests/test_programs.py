@@ -146,6 +146,26 @@ def test_a_solve_is_stored_and_loaded(store):
     np.testing.assert_allclose(np.asarray(third.us), np.asarray(first.us), atol=1e-10)
 
 
+def test_a_program_whose_inputs_are_all_unused_is_loaded(store):
+    # On a quadratic the Hessian does not depend on the point: XLA drops the program's only
+    # input, so the devices it runs on must be read from its outputs.
+    from hbflow._methods import hessian_estimates
+
+    loss, scale = _quadratic(2.0)
+    points = np.array([[1.0, -0.5], [0.3, 0.2]])
+    with _Traced() as cold:
+        first = hessian_estimates(loss, U0, points)
+    assert "flat" in cold.names
+    files = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
+    _new_process(store)
+    with _Traced() as warm:
+        second = hessian_estimates(loss, U0, points)
+    assert "flat" not in warm.names  # loaded, not compiled again
+    assert {p.name: p.stat().st_mtime_ns for p in store.iterdir()}.keys() == files.keys()
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
+    np.testing.assert_allclose(second[0], [2.0 * 2.0] * 2, rtol=1e-12)  # |H| = max(scale)
+
+
 def test_a_switch_of_jax_that_changes_programs_is_part_of_the_key(store):
     loss, scale = _quadratic(1.0)
     hbflow.iterates(loss, U0, method="gd", beta=0, eta=0.1, num_steps=4)
