@@ -223,7 +223,7 @@ def run_order(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import jax.numpy as jnp
+    import numpy as np
 
     from ._compare import compare, failure_summary
     from ._models import model_from_name
@@ -274,7 +274,8 @@ def _run(args: argparse.Namespace) -> int:
         label = problem.name
     start = None
     if args.x0 is not None and _is_comma_list(args.x0):
-        x0 = jnp.asarray(_floats(args.x0, "x0"), dtype=jnp.float64)
+        # kept on the host: converting a list on the device would run (and compile) a program
+        x0 = np.array(_floats(args.x0, "x0"), dtype=np.float64)
         if not args.loss:
             _check_x0_fits(x0, problem)
     elif args.x0 is not None:

@@ -128,7 +128,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _inputs(args: argparse.Namespace) -> dict:
-    import jax.numpy as jnp
+    import numpy as np
 
     from ._models import check_method, model_from_name
     from ._problems import DEFAULT_PROBLEM, get_problem, problem_names
@@ -193,7 +193,8 @@ def _inputs(args: argparse.Namespace) -> dict:
         parts = [part for part in str(args.x0).split(";") if part.strip()]
         if not parts:
             raise ValueError(f"--x0 must be a comma-separated list of numbers, got {args.x0!r}")
-        starts = [jnp.asarray(_floats(part, "x0"), dtype=jnp.float64) for part in parts]
+        # on the host: converting lists on the device would compile a program per length
+        starts = [np.array(_floats(part, "x0"), dtype=np.float64) for part in parts]
         for x0 in starts:
             if not args.loss:
                 _check_x0_fits(x0, problem)

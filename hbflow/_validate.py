@@ -133,8 +133,11 @@ def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
         where = f"{name}{_where(path)}"
         if isinstance(leaf, (str, bytes)) or leaf is None:
             raise ValueError(f"{where} must be an array of real numbers, got {_short(leaf)}")
+        # A NumPy array is checked and converted on the host and then copied to the device:
+        # `jnp.asarray` would compile a program for every new shape.
+        on_host = isinstance(leaf, (np.ndarray, np.generic))
         try:
-            arr = jnp.asarray(leaf)
+            arr = np.asarray(leaf) if on_host else jnp.asarray(leaf)
         except (TypeError, ValueError):
             raise ValueError(
                 f"{where} must be an array of real numbers, got {_short(leaf)}"
@@ -144,8 +147,8 @@ def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
         if not jnp.issubdtype(arr.dtype, jnp.number) and arr.dtype != jnp.bool_:
             raise ValueError(f"{where} must be an array of real numbers, got dtype {arr.dtype}")
         if float64 or not jnp.issubdtype(arr.dtype, jnp.floating):
-            arr = arr.astype(jnp.float64)
-        leaves.append(arr)
+            arr = arr.astype(np.float64 if on_host else jnp.float64)
+        leaves.append(jax.device_put(arr) if on_host else arr)
     if sum(int(np.prod(x.shape)) for x in leaves) == 0:
         raise ValueError(f"{name} must have at least one entry, got only empty arrays")
     for (path, _), leaf in zip(paths_leaves, leaves):
@@ -172,7 +175,7 @@ def _list_as_array(tree: PyTree, name: str) -> PyTree:
     if not (isinstance(tree, (list, tuple)) and _numbers_only(tree)):
         return tree
     try:
-        return jnp.asarray(np.asarray(tree, dtype=np.float64))
+        return np.asarray(tree, dtype=np.float64)  # copied to the device by `as_float_tree`
     except ValueError:
         raise ValueError(
             f"{name} is a ragged list of numbers; pass a jnp.array (or a pytree of arrays), "

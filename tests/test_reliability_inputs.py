@@ -104,3 +104,61 @@ def test_errors_at_round_off_level_are_flagged():
 def test_large_errors_are_not_flagged_as_round_off():
     study = hbflow.compare(_quadratic, U0, etas=[0.2, 0.1], horizon=0.4, models=["gf"])
     assert not any("round-off" in w for w in study.warnings)
+
+
+class _Compiles:
+    """The names of the programs JAX compiles while it is installed."""
+
+    def __enter__(self):
+        import logging
+
+        self.names = []
+        outer = self
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                message = record.getMessage()
+                if message.startswith("Compiling "):
+                    outer.names.append(message.split()[1])
+
+        self._handler = Handler()
+        logging.getLogger("jax").addHandler(self._handler)
+        self._log = jax.log_compiles(True)
+        self._log.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        self._log.__exit__(*exc)
+        logging.getLogger("jax").removeHandler(self._handler)
+
+
+def test_numpy_starts_reach_the_device_without_a_compiled_program():
+    # `jnp.asarray` of a NumPy array compiles a program per shape; a start given as NumPy (or
+    # as a list of numbers, or on the command line) is converted on the host and copied instead.
+    from hbflow._validate import as_float_tree
+
+    rng = np.random.default_rng(0)
+    f64 = rng.normal(size=(13, 11))
+    f32 = rng.normal(size=(11, 13)).astype(np.float32)
+    numbers = [[1, 2, 3]] * 17
+    with _Compiles() as seen:
+        tree = as_float_tree({"a": f64, "b": f32, "c": np.arange(19)}, "x0")
+        all64 = as_float_tree(f32, "x0", float64=True)
+        listed = as_float_tree(numbers, "x0")
+    assert seen.names == []
+    leaves = [*jax.tree_util.tree_leaves(tree), all64, listed]
+    assert all(isinstance(x, jax.Array) and not x.weak_type for x in leaves)
+    assert [x.dtype for x in leaves] == [jnp.float64, jnp.float32, *[jnp.float64] * 3]
+    np.testing.assert_array_equal(tree["a"], f64)
+    np.testing.assert_array_equal(tree["b"], f32)
+    np.testing.assert_array_equal(tree["c"], np.arange(19.0))
+    np.testing.assert_array_equal(all64, f32.astype(np.float64))
+    np.testing.assert_array_equal(listed, np.array(numbers, dtype=np.float64))
+    with pytest.raises(ValueError, match=r"x0\['a'\] must be real"):
+        as_float_tree({"a": f64 + 1j}, "x0")
+    with pytest.raises(ValueError, match="x0 must be finite"):
+        as_float_tree(np.array([1.0, np.nan]), "x0")
+    with pytest.raises(ValueError, match="must be an array of real numbers, got dtype <U1"):
+        as_float_tree(np.array(["a"]), "x0")
