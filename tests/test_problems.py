@@ -146,6 +146,22 @@ def test_diagonal_linear_network_data(d):
     assert float(problem.loss(star)) < 1e-28
 
 
+def test_diagonal_linear_network_draws_are_those_of_its_documented_keys():
+    # The recipe of the docstring, drawn op by op: the key of the seed split in three, for X,
+    # the support and the signs.  The data of every study and notebook on this problem are these.
+    seed, n, d, sparsity = 4, 12, 30, 4
+    key_x, key_support, key_sign = jax.random.split(jax.random.PRNGKey(seed), 3)
+    X = jax.random.normal(key_x, (n, d), dtype=jnp.float64)
+    support = jax.random.permutation(key_support, d)[:sparsity]
+    signs = jnp.where(jax.random.bernoulli(key_sign, 0.5, (sparsity,)), 1.0, -1.0)
+    problem = diagonal_linear_network(n=n, d=d, sparsity=sparsity, seed=seed)
+    np.testing.assert_array_equal(problem.data["X"], X)
+    theta_star = np.asarray(problem.data["theta_star"])
+    np.testing.assert_array_equal(theta_star[np.asarray(support)], signs)
+    assert np.count_nonzero(theta_star) == sparsity
+    np.testing.assert_array_equal(problem.data["y"], X @ jnp.asarray(theta_star))
+
+
 def test_diagonal_linear_network_seeding_and_checks():
     a, b = diagonal_linear_network(d=30, seed=1), diagonal_linear_network(d=30, seed=2)
     assert not np.array_equal(a.data["X"], b.data["X"])
