@@ -128,7 +128,7 @@ def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
         raise ValueError(
             f"{name} must be an array (or a pytree of arrays) of real numbers, got {tree!r}"
         )
-    leaves = []
+    leaves = []  # NumPy arrays stay on the host until every check is done
     for path, leaf in paths_leaves:
         where = f"{name}{_where(path)}"
         if isinstance(leaf, (str, bytes)) or leaf is None:
@@ -148,14 +148,15 @@ def as_float_tree(tree: PyTree, name: str, *, float64: bool = False) -> PyTree:
             raise ValueError(f"{where} must be an array of real numbers, got dtype {arr.dtype}")
         if float64 or not jnp.issubdtype(arr.dtype, jnp.floating):
             arr = arr.astype(np.float64 if on_host else jnp.float64)
-        leaves.append(jax.device_put(arr) if on_host else arr)
+        leaves.append(arr)
     if sum(int(np.prod(x.shape)) for x in leaves) == 0:
         raise ValueError(f"{name} must have at least one entry, got only empty arrays")
     for (path, _), leaf in zip(paths_leaves, leaves):
         value = concrete(leaf)
         if value is not None and not np.all(np.isfinite(value)):
             raise ValueError(f"{name} must be finite; {name}{_where(path)} contains NaN or Inf")
-    return jax.tree_util.tree_unflatten(treedef, leaves)
+    on_device = [jax.device_put(x) if isinstance(x, np.ndarray) else x for x in leaves]
+    return jax.tree_util.tree_unflatten(treedef, on_device)
 
 
 def _short(x: Any, width: int = 80) -> str:
