@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax_log import compilations
 
 import hbflow
 from hbflow._compare import _set_up
@@ -106,34 +107,6 @@ def test_large_errors_are_not_flagged_as_round_off():
     assert not any("round-off" in w for w in study.warnings)
 
 
-class _Compiles:
-    """The names of the programs JAX compiles while it is installed."""
-
-    def __enter__(self):
-        import logging
-
-        self.names = []
-        outer = self
-
-        class Handler(logging.Handler):
-            def emit(self, record):
-                message = record.getMessage()
-                if message.startswith("Compiling "):
-                    outer.names.append(message.split()[1])
-
-        self._handler = Handler()
-        logging.getLogger("jax").addHandler(self._handler)
-        self._log = jax.log_compiles(True)
-        self._log.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        import logging
-
-        self._log.__exit__(*exc)
-        logging.getLogger("jax").removeHandler(self._handler)
-
-
 def test_numpy_starts_reach_the_device_without_a_compiled_program():
     # `jnp.asarray` of a NumPy array compiles a program per shape; a start given as NumPy (or
     # as a list of numbers, or on the command line) is converted on the host and copied instead.
@@ -143,11 +116,11 @@ def test_numpy_starts_reach_the_device_without_a_compiled_program():
     f64 = rng.normal(size=(13, 11))
     f32 = rng.normal(size=(11, 13)).astype(np.float32)
     numbers = [[1, 2, 3]] * 17
-    with _Compiles() as seen:
+    with compilations() as compiled:
         tree = as_float_tree({"a": f64, "b": f32, "c": np.arange(19)}, "x0")
         all64 = as_float_tree(f32, "x0", float64=True)
         listed = as_float_tree(numbers, "x0")
-    assert seen.names == []
+    assert compiled == []
     leaves = [*jax.tree_util.tree_leaves(tree), all64, listed]
     assert all(isinstance(x, jax.Array) and not x.weak_type for x in leaves)
     assert [x.dtype for x in leaves] == [jnp.float64, jnp.float32, *[jnp.float64] * 3]

@@ -1,7 +1,6 @@
 """hbflow.sweep: every point equals its own compare run, on 1 and 4 devices; one compilation."""
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from jax_log import compilations
 
 import hbflow
 from hbflow._sweep import load_sweep_results
@@ -138,29 +138,12 @@ def test_an_output_folder_of_another_sweep_is_refused(swept):
         hbflow.sweep(PROBLEM.loss, PROBLEM.x0, out=swept.out, **other)
 
 
-class _Compilations(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.names = []
-
-    def emit(self, record):
-        message = record.getMessage()
-        if message.startswith("Compiling "):
-            self.names.append(message.split()[1])
-
-
 def _count_compilations(run):
-    handler = _Compilations()
-    logger = logging.getLogger("jax._src.interpreters.pxla")
-    logger.addHandler(handler)
-    try:
-        with jax.log_compiles(True):
-            run()
-    finally:
-        logger.removeHandler(handler)
+    with compilations() as names:
+        run()
     return {
-        "solve": sum("sweep_solve" in n for n in handler.names),
-        "iterates": sum("sweep_iterates" in n for n in handler.names),
+        "solve": sum("sweep_solve" in n for n in names),
+        "iterates": sum("sweep_iterates" in n for n in names),
     }
 
 
